@@ -1,0 +1,2 @@
+import XCTest
+final class PlaceholderControlTests: XCTestCase { func testNothing() {} }

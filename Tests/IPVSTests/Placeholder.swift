@@ -1,0 +1,2 @@
+import XCTest
+final class PlaceholderIPVSTests: XCTestCase { func testNothing() {} }
