@@ -6,6 +6,7 @@
 // by every worker and change once per connection event (never per packet).
 
 import Synchronization
+@_exported import Wire
 
 public enum IPProtocol: UInt8, Sendable, CaseIterable {
     case ip = 0        // fwmark persistence templates use protocol 0
@@ -42,20 +43,6 @@ public enum ForwardMethod: UInt8, Sendable {
         case .bypass: return "Bypass"
         }
     }
-}
-
-public enum TunnelType: UInt8, Sendable {
-    case ipip = 0
-    case gue = 1
-    case gre = 2
-}
-
-/// `--tun-nocsum | --tun-csum | --tun-remcsum` (kernel IP_VS_TUNNEL_ENCAP_FLAG_*).
-public struct TunnelFlags: OptionSet, Sendable, Hashable {
-    public let rawValue: UInt16
-    public init(rawValue: UInt16) { self.rawValue = rawValue }
-    public static let csum = TunnelFlags(rawValue: 1 << 0)
-    public static let remcsum = TunnelFlags(rawValue: 1 << 1)
 }
 
 /// Service flags (uapi ip_vs.h).
@@ -173,6 +160,8 @@ public final class Dest: @unchecked Sendable {
 /// A virtual service (`struct ip_vs_service`).
 public final class Service: @unchecked Sendable {
     public let key: ServiceKey
+    /// Small stable number, unique among live services, for per-worker statistics arrays.
+    public let id: UInt32
     public var schedulerName: String
     public var scheduler: Scheduler?
     public var flags: ServiceFlags
@@ -184,9 +173,10 @@ public final class Service: @unchecked Sendable {
     /// Dests in the kernel's list order: the newest first.
     public var dests: [Dest] = []
 
-    public init(key: ServiceKey, schedulerName: String = "wlc", flags: ServiceFlags = [],
+    public init(key: ServiceKey, id: UInt32, schedulerName: String = "wlc", flags: ServiceFlags = [],
                 timeout: UInt32 = 0, netmask: UInt32? = nil) {
         self.key = key
+        self.id = id
         self.schedulerName = schedulerName
         self.flags = flags
         self.timeout = timeout
