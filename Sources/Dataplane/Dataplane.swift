@@ -1,2 +1,0 @@
-import CDPDK
-public enum Dataplane { public static func hello() -> UInt64 { sy_rdtsc() } }

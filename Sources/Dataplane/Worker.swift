@@ -1,0 +1,149 @@
+// The worker lcore: a run-to-completion loop over its (port, queue) pairs.
+//
+// Everything the loop touches per packet is a raw pointer into memory the
+// worker owns; the processor type is a generic parameter, so the loop is
+// specialised for it (no existential, no dynamic dispatch per burst).
+import CDPDK
+
+/// One rx queue a worker polls.
+public struct RxAssignment: Sendable, Equatable {
+    public var port: UInt16
+    public var queue: UInt16
+}
+
+/// What a worker does with a received burst. Implementations hand each
+/// mbuf to `tx` (to send) or free it, and keep their own counters.
+public protocol BurstProcessor {
+    mutating func process(_ pkts: UnsafeMutablePointer<OpaquePointer?>, count: Int, rxPort: UInt16,
+                          tx: inout TxBuffers, counters: UnsafeMutablePointer<WorkerCounters>)
+    /// Called once per loop iteration, with or without traffic (timers, sweeps).
+    mutating func idle(counters: UnsafeMutablePointer<WorkerCounters>)
+}
+
+/// Per-port transmit staging for one worker: packets collect during a burst
+/// and leave in one tx_burst per port, on the worker's own tx queue.
+public struct TxBuffers {
+    let portCount: Int
+    let capacity: Int
+    let slots: UnsafeMutablePointer<OpaquePointer?>
+    let counts: UnsafeMutablePointer<Int>
+    let txQueue: UnsafeMutablePointer<UInt16>
+
+    init(portCount: Int, capacity: Int, txQueues: [UInt16]) {
+        self.portCount = portCount
+        self.capacity = capacity
+        slots = .allocate(capacity: portCount * capacity)
+        slots.initialize(repeating: nil, count: portCount * capacity)
+        counts = .allocate(capacity: portCount)
+        counts.initialize(repeating: 0, count: portCount)
+        txQueue = .allocate(capacity: portCount)
+        for i in 0..<portCount { txQueue[i] = txQueues[i] }
+    }
+
+    /// Queue one mbuf for `port`; flushes that port first when its buffer is full.
+    @inline(__always)
+    public mutating func add(_ m: OpaquePointer, port: UInt16, counters: UnsafeMutablePointer<WorkerCounters>) {
+        let p = Int(port)
+        if counts[p] == capacity { flushPort(p, counters: counters) }
+        slots[p * capacity + counts[p]] = m
+        counts[p] += 1
+    }
+
+    @inline(__always)
+    public mutating func flush(counters: UnsafeMutablePointer<WorkerCounters>) {
+        for p in 0..<portCount where counts[p] > 0 { flushPort(p, counters: counters) }
+    }
+
+    @inline(__always)
+    mutating func flushPort(_ p: Int, counters: UnsafeMutablePointer<WorkerCounters>) {
+        let n = counts[p]
+        let base = slots + p * capacity
+        var sent = 0
+        // A few retries absorb a momentarily full tx ring; then the rest is dropped.
+        var tries = 0
+        while sent < n && tries < 4 {
+            sent += Int(sy_tx_burst(UInt16(p), txQueue[p], base + sent, UInt16(n - sent)))
+            tries += 1
+        }
+        counters.pointee.txPackets &+= UInt64(sent)
+        if sent < n {
+            counters.pointee.txDropped &+= UInt64(n - sent)
+            sy_mbuf_free_bulk(base + sent, UInt32(n - sent))
+        }
+        counts[p] = 0
+    }
+}
+
+/// Forward everything unchanged to the paired port (0<->1, 2<->3; a lone
+/// port sends back out of itself), as testpmd's io mode does.
+public struct IOForwarder: BurstProcessor {
+    let peer: UnsafeMutablePointer<UInt16>
+
+    public init(pairs: [UInt16: UInt16]) {
+        peer = .allocate(capacity: Int(RTE_MAX_ETHPORTS))
+        for i in 0..<Int(RTE_MAX_ETHPORTS) { peer[i] = pairs[UInt16(i)] ?? UInt16(i) }
+    }
+
+    @inline(__always)
+    public mutating func process(_ pkts: UnsafeMutablePointer<OpaquePointer?>, count: Int, rxPort: UInt16,
+                                 tx: inout TxBuffers, counters: UnsafeMutablePointer<WorkerCounters>) {
+        let out = peer[Int(rxPort)]
+        for i in 0..<count { tx.add(pkts[i].unsafelyUnwrapped, port: out, counters: counters) }
+    }
+
+    public mutating func idle(counters: UnsafeMutablePointer<WorkerCounters>) {}
+}
+
+/// Set-up-time description of one worker; the loop copies it into locals.
+public final class WorkerContext: @unchecked Sendable {
+    public let index: Int
+    public let lcore: UInt32
+    public let rx: [RxAssignment]
+    public let burst: Int
+    public let counters: UnsafeMutablePointer<WorkerCounters>
+    var tx: TxBuffers
+    /// The loop body, set when the processor is chosen (type-erased only here, once).
+    var body: (() -> Void)?
+
+    init(index: Int, lcore: UInt32, rx: [RxAssignment], burst: Int, portCount: Int, txQueues: [UInt16],
+         counters: UnsafeMutablePointer<WorkerCounters>) {
+        self.index = index
+        self.lcore = lcore
+        self.rx = rx
+        self.burst = burst
+        self.counters = counters
+        self.tx = TxBuffers(portCount: portCount, capacity: max(burst, 32) * 2, txQueues: txQueues)
+    }
+
+    /// The poll loop, specialised for one processor type.
+    func run<P: BurstProcessor>(_ processor: inout P) {
+        let n = rx.count
+        let ports = UnsafeMutablePointer<UInt16>.allocate(capacity: max(n, 1))
+        let queues = UnsafeMutablePointer<UInt16>.allocate(capacity: max(n, 1))
+        for (i, a) in rx.enumerated() { ports[i] = a.port; queues[i] = a.queue }
+        let burst = UInt16(self.burst)
+        let pkts = UnsafeMutablePointer<OpaquePointer?>.allocate(capacity: Int(burst))
+        let c = counters
+        var tx = self.tx
+        while !sy_should_stop() {
+            var i = 0
+            while i < n {
+                let got = Int(sy_rx_burst(ports[i], queues[i], pkts, burst))
+                if got > 0 {
+                    c.pointee.rxPackets &+= UInt64(got)
+                    c.pointee.rxBursts &+= 1
+                    processor.process(pkts, count: got, rxPort: ports[i], tx: &tx, counters: c)
+                    tx.flush(counters: c)
+                } else {
+                    c.pointee.emptyPolls &+= 1
+                }
+                i += 1
+            }
+            processor.idle(counters: c)
+        }
+        tx.flush(counters: c)
+        pkts.deallocate()
+        ports.deallocate()
+        queues.deallocate()
+    }
+}
