@@ -1,2 +1,0 @@
-import XCTest
-final class PlaceholderWireTests: XCTestCase { func testNothing() {} }
