@@ -131,8 +131,19 @@ public final class Dest: @unchecked Sendable {
     public let connsScheduled = Atomic<UInt64>(0)
 
     /// The service this dest belongs to (the kernel's dest->svc); unowned to
-    /// avoid a cycle, services outlive their dests' use.
+    /// avoid a cycle. IPVSTable keeps a deleted service alive while dests of
+    /// it wait in the trash, so this stays valid for trashed dests too.
     public unowned(unsafe) var service: Service?
+
+    /// `-Z` zero point: the raw cumulative counters at the last zeroing.
+    /// Shown statistics are raw totals minus this (see IPVSTable.zero).
+    public var zeroPoint = StatsCounters()
+    /// Rate estimator, fed every 2 s with the raw cumulative counters.
+    public var estimator = RateEstimator()
+    /// True while the dest sits in the trash (deleted, maybe still used by conns).
+    public internal(set) var inTrash = false
+    /// Trash ageing: when the trash timer first found it unreferenced.
+    public internal(set) var trashIdleSince: Double? = nil
 
     public init(addr: IPAddress, port: UInt16, id: UInt32, forward: ForwardMethod = .droute,
                 weight: Int32 = 1, upperThreshold: UInt32 = 0, lowerThreshold: UInt32 = 0,
@@ -172,6 +183,13 @@ public final class Service: @unchecked Sendable {
     public var persistenceEngine: String?
     /// Dests in the kernel's list order: the newest first.
     public var dests: [Dest] = []
+
+    /// `-Z` zero point: the raw cumulative counters at the last zeroing.
+    public var zeroPoint = StatsCounters()
+    /// Rate estimator, fed every 2 s with the raw cumulative counters.
+    public var estimator = RateEstimator()
+    /// False once the service was deleted (its trashed dests may still point here).
+    public internal(set) var isLinked = true
 
     public init(key: ServiceKey, id: UInt32, schedulerName: String = "wlc", flags: ServiceFlags = [],
                 timeout: UInt32 = 0, netmask: UInt32? = nil) {
