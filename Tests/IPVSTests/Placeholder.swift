@@ -1,2 +1,0 @@
-import XCTest
-final class PlaceholderIPVSTests: XCTestCase { func testNothing() {} }
