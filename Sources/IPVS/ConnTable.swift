@@ -1,0 +1,402 @@
+// A worker's connection table: single writer, no locks, no allocation after
+// set-up.
+//
+// Entries live in a fixed pool (64 bytes for IPv4 — one cache line — and 128
+// for IPv6) and are found through a bucketed hash index. The key is the
+// client endpoint <protocol, client address, client port>, as in the kernel:
+// a client's packets (looked up by source) and a real server's NAT replies
+// (looked up by destination) hash alike, and so does the RSS owner of the
+// connection. The full tuple is compared in the entry.
+//
+// Expiry uses a timer wheel of 1 ms ticks. Packets only move an entry's
+// `expires` later (a field write in a line already in cache); the wheel
+// re-files an entry when its old slot comes round and it is not yet due.
+// An entry whose expiry moves earlier than its slot is re-filed at once.
+
+public enum ConnField {
+    // Byte offsets inside an entry.
+    public static let next = 0          // u32 wheel link (index + 1, 0 = none)
+    public static let prev = 4          // u32
+    public static let expires = 8       // u64, microseconds on the data plane's clock
+    public static let destID = 16       // u32
+    public static let control = 20      // u32: controlling template's index + 1, 0 = none
+    public static let nControl = 24     // u32: connections this template controls
+    public static let timeout = 28      // u32 ms: the current state's timeout
+    public static let flags = 32        // u16 ConnFlags
+    public static let proto = 34        // u8
+    public static let state = 35        // u8
+    public static let cport = 36        // u16 host order
+    public static let vport = 38        // u16
+    public static let dport = 40        // u16
+    public static let wheelSlot = 42    // u16
+    public static let hash = 44         // u32
+    public static let serviceID = 48    // u32
+    public static let addresses = 52    // caddr, vaddr, daddr: 4 bytes each (IPv4) or 16 (IPv6)
+}
+
+/// Connection flag bits (u16 in the entry). The low three bits are the
+/// forwarding method, as in the kernel's conn_flags.
+public struct ConnFlags {
+    public static let fwdMask: UInt16 = 0x0007
+    public static let inactive: UInt16 = 0x0010
+    public static let noOutput: UInt16 = 0x0020
+    public static let template: UInt16 = 0x0040
+    public static let onePacket: UInt16 = 0x0080
+    /// Unhashed, waiting for the wheel to free it (expire-now on reuse).
+    public static let dying: UInt16 = 0x0100
+    public static let assured: UInt16 = 0x0200
+    /// Template made unmatchable because its dest became invalid.
+    public static let invalidated: UInt16 = 0x0400
+    public static let inUse: UInt16 = 0x8000
+}
+
+public struct ConnTable {
+    public let isV6: Bool
+    public let stride: Int
+    public let capacity: Int
+    let entries: UnsafeMutableRawPointer
+    let buckets: UnsafeMutableRawPointer
+    let bucketMask: Int
+    let freeStack: UnsafeMutablePointer<UInt32>
+    var freeCount: Int
+    // Timer wheel
+    static let wheelBits = 16
+    static let wheelSize = 1 << wheelBits
+    static let tickMicros: UInt64 = 1000
+    let wheel: UnsafeMutablePointer<UInt32>   // list head per slot: index + 1, 0 = empty
+    /// The last tick whose slot has been processed.
+    public private(set) var processedTick: UInt64 = 0
+    var wheelStarted = false
+    let seed: UInt64
+
+    public var count: Int { capacity - freeCount }
+
+    static let slotsPerBucket = 7
+    static let bucketBytes = 64
+
+    public init(capacity requested: Int, isV6: Bool, seed: UInt64 = 0x9E37_79B9_7F4A_7C15) {
+        self.isV6 = isV6
+        stride = isV6 ? 128 : 64
+        capacity = max(requested, 16)
+        // Left uninitialised: an entry is written whole when it is handed out,
+        // so the pool's pages are touched only as the table fills.
+        entries = UnsafeMutableRawPointer.allocate(byteCount: capacity * stride, alignment: 64)
+        var nb = 8
+        while nb * 5 < capacity { nb <<= 1 }   // load factor at most 5/7 of slots
+        bucketMask = nb - 1
+        buckets = UnsafeMutableRawPointer.allocate(byteCount: nb * ConnTable.bucketBytes, alignment: 64)
+        buckets.initializeMemory(as: UInt8.self, repeating: 0, count: nb * ConnTable.bucketBytes)
+        freeStack = .allocate(capacity: capacity)
+        for i in 0..<capacity { freeStack[i] = UInt32(capacity - 1 - i) }
+        freeCount = capacity
+        wheel = .allocate(capacity: ConnTable.wheelSize)
+        wheel.initialize(repeating: 0, count: ConnTable.wheelSize)
+        self.seed = seed
+    }
+
+    public func deallocate() {
+        entries.deallocate()
+        buckets.deallocate()
+        freeStack.deallocate()
+        wheel.deallocate()
+    }
+
+    /// Bytes of memory per connection slot: the entry, its share of the index and free list.
+    public var bytesPerConnection: Double {
+        Double(stride) + Double((bucketMask + 1) * ConnTable.bucketBytes) / Double(capacity) + 4
+    }
+
+    // MARK: entry access
+
+    @inline(__always) public func entry(_ i: UInt32) -> UnsafeMutableRawPointer { entries + Int(i) * stride }
+
+    @inline(__always) public func u8(_ i: UInt32, _ off: Int) -> UInt8 { entry(i).load(fromByteOffset: off, as: UInt8.self) }
+    @inline(__always) public func u16(_ i: UInt32, _ off: Int) -> UInt16 { entry(i).load(fromByteOffset: off, as: UInt16.self) }
+    @inline(__always) public func u32(_ i: UInt32, _ off: Int) -> UInt32 { entry(i).load(fromByteOffset: off, as: UInt32.self) }
+    @inline(__always) public func u64(_ i: UInt32, _ off: Int) -> UInt64 { entry(i).load(fromByteOffset: off, as: UInt64.self) }
+    @inline(__always) public func set8(_ i: UInt32, _ off: Int, _ v: UInt8) { entry(i).storeBytes(of: v, toByteOffset: off, as: UInt8.self) }
+    @inline(__always) public func set16(_ i: UInt32, _ off: Int, _ v: UInt16) { entry(i).storeBytes(of: v, toByteOffset: off, as: UInt16.self) }
+    @inline(__always) public func set32(_ i: UInt32, _ off: Int, _ v: UInt32) { entry(i).storeBytes(of: v, toByteOffset: off, as: UInt32.self) }
+    @inline(__always) public func set64(_ i: UInt32, _ off: Int, _ v: UInt64) { entry(i).storeBytes(of: v, toByteOffset: off, as: UInt64.self) }
+
+    @inline(__always) public func flags(_ i: UInt32) -> UInt16 { u16(i, ConnField.flags) }
+    @inline(__always) public func setFlags(_ i: UInt32, _ f: UInt16) { set16(i, ConnField.flags, f) }
+
+    @inline(__always) var addrSize: Int { isV6 ? 16 : 4 }
+
+    /// Address k of entry i: 0 client, 1 virtual, 2 destination (real server).
+    @inline(__always)
+    public func address(_ i: UInt32, _ k: Int) -> IPAddress {
+        let p = entry(i) + ConnField.addresses + k * addrSize
+        if isV6 {
+            return IPAddress(hi: p.loadUnaligned(as: UInt64.self), lo: p.loadUnaligned(fromByteOffset: 8, as: UInt64.self), family: .inet6)
+        }
+        return IPAddress(v4: p.load(as: UInt32.self))
+    }
+
+    @inline(__always)
+    public func setAddress(_ i: UInt32, _ k: Int, _ a: IPAddress) {
+        let p = entry(i) + ConnField.addresses + k * addrSize
+        if isV6 {
+            p.storeBytes(of: a.hi, as: UInt64.self)
+            p.storeBytes(of: a.lo, toByteOffset: 8, as: UInt64.self)
+        } else {
+            p.storeBytes(of: a.v4, as: UInt32.self)
+        }
+    }
+
+    @inline(__always)
+    func addressEquals(_ i: UInt32, _ k: Int, _ a: IPAddress) -> Bool {
+        let p = entry(i) + ConnField.addresses + k * addrSize
+        if isV6 {
+            return p.loadUnaligned(as: UInt64.self) == a.hi && p.loadUnaligned(fromByteOffset: 8, as: UInt64.self) == a.lo
+        }
+        return p.load(as: UInt32.self) == a.v4
+    }
+
+    // MARK: hashing and lookup
+
+    @inline(__always)
+    public func hash(proto: UInt8, client: IPAddress, port: UInt16) -> UInt32 {
+        var x = client.lo ^ (client.hi &* 0x9E37_79B9_7F4A_7C15)
+        x ^= (UInt64(port) << 8 | UInt64(proto)) &* 0xC2B2_AE3D_27D4_EB4F
+        x ^= seed
+        x = (x ^ (x >> 33)) &* 0xFF51_AFD7_ED55_8CCD
+        x = (x ^ (x >> 33)) &* 0xC4CE_B9FE_1A85_EC53
+        x ^= x >> 33
+        return UInt32(truncatingIfNeeded: x)
+    }
+
+    @inline(__always) func bucket(_ b: Int) -> UnsafeMutableRawPointer { buckets + b * ConnTable.bucketBytes }
+    @inline(__always) func signature(_ h: UInt32) -> UInt32 { h | 0x8000_0000 }
+
+    /// Prefetch the index bucket for a hash (batched lookups issue these for a whole burst first).
+    @inline(__always)
+    public func bucketAddress(for h: UInt32) -> UnsafeRawPointer { UnsafeRawPointer(bucket(Int(h) & bucketMask)) }
+
+    /// Walk the index for hash h and return the first entry `match` accepts.
+    @inline(__always)
+    public func find(_ h: UInt32, _ match: (UInt32) -> Bool) -> UInt32? {
+        let sig = signature(h)
+        var b = Int(h) & bucketMask
+        while true {
+            let bp = bucket(b)
+            for s in 0..<ConnTable.slotsPerBucket where bp.load(fromByteOffset: s * 4, as: UInt32.self) == sig {
+                let idx = bp.load(fromByteOffset: 32 + s * 4, as: UInt32.self)
+                if match(idx) { return idx }
+            }
+            if bp.load(fromByteOffset: 28, as: UInt32.self) == 0 { return nil }
+            b = (b + 1) & bucketMask
+        }
+    }
+
+    /// Connection whose client side is <proto, caddr:cport> and virtual side vaddr:vport.
+    @inline(__always)
+    public func lookupIn(proto: UInt8, caddr: IPAddress, cport: UInt16, vaddr: IPAddress, vport: UInt16) -> UInt32? {
+        let h = hash(proto: proto, client: caddr, port: cport)
+        return find(h) { i in
+            (self.flags(i) & ConnFlags.template) == 0 && self.u8(i, ConnField.proto) == proto
+                && self.u16(i, ConnField.cport) == cport && self.u16(i, ConnField.vport) == vport
+                && self.addressEquals(i, 0, caddr) && self.addressEquals(i, 1, vaddr)
+        }
+    }
+
+    /// Connection whose real server daddr:dport talks to client caddr:cport (a NAT reply).
+    @inline(__always)
+    public func lookupOut(proto: UInt8, caddr: IPAddress, cport: UInt16, daddr: IPAddress, dport: UInt16) -> UInt32? {
+        let h = hash(proto: proto, client: caddr, port: cport)
+        return find(h) { i in
+            (self.flags(i) & ConnFlags.template) == 0 && self.u8(i, ConnField.proto) == proto
+                && self.u16(i, ConnField.cport) == cport && self.u16(i, ConnField.dport) == dport
+                && self.addressEquals(i, 0, caddr) && self.addressEquals(i, 2, daddr)
+        }
+    }
+
+    /// Persistence template <proto, client net, 0, vaddr, vport>.
+    public func lookupTemplate(proto: UInt8, cnet: IPAddress, vaddr: IPAddress, vport: UInt16) -> UInt32? {
+        let h = hash(proto: proto, client: cnet, port: 0)
+        return find(h) { i in
+            let f = self.flags(i)
+            return (f & ConnFlags.template) != 0 && (f & ConnFlags.invalidated) == 0
+                && self.u8(i, ConnField.proto) == proto && self.u16(i, ConnField.vport) == vport
+                && self.addressEquals(i, 0, cnet) && self.addressEquals(i, 1, vaddr)
+        }
+    }
+
+    // MARK: insertion and removal
+
+    /// Take a free entry, fill the key and link it into the index. Nil when full.
+    public mutating func insert(proto: UInt8, caddr: IPAddress, cport: UInt16, vaddr: IPAddress, vport: UInt16,
+                                daddr: IPAddress, dport: UInt16, flags: UInt16) -> UInt32? {
+        guard freeCount > 0 else { return nil }
+        freeCount -= 1
+        let i = freeStack[freeCount]
+        let e = entry(i)
+        e.initializeMemory(as: UInt8.self, repeating: 0, count: stride)
+        set8(i, ConnField.proto, proto)
+        set16(i, ConnField.cport, cport)
+        set16(i, ConnField.vport, vport)
+        set16(i, ConnField.dport, dport)
+        setAddress(i, 0, caddr)
+        setAddress(i, 1, vaddr)
+        setAddress(i, 2, daddr)
+        set16(i, ConnField.flags, flags | ConnFlags.inUse)
+        let h = hash(proto: proto, client: caddr, port: cport)
+        set32(i, ConnField.hash, h)
+        link(i, h)
+        return i
+    }
+
+    mutating func link(_ i: UInt32, _ h: UInt32) {
+        let sig = signature(h)
+        var b = Int(h) & bucketMask
+        while true {
+            let bp = bucket(b)
+            for s in 0..<ConnTable.slotsPerBucket where bp.load(fromByteOffset: s * 4, as: UInt32.self) == 0 {
+                bp.storeBytes(of: sig, toByteOffset: s * 4, as: UInt32.self)
+                bp.storeBytes(of: i, toByteOffset: 32 + s * 4, as: UInt32.self)
+                return
+            }
+            // Full: record that a key passed this bucket, so lookups keep probing.
+            bp.storeBytes(of: bp.load(fromByteOffset: 28, as: UInt32.self) + 1, toByteOffset: 28, as: UInt32.self)
+            b = (b + 1) & bucketMask
+        }
+    }
+
+    /// Remove entry i from the index (it stays allocated; see `free`).
+    public mutating func unhash(_ i: UInt32) {
+        let h = u32(i, ConnField.hash)
+        let sig = signature(h)
+        var b = Int(h) & bucketMask
+        while true {
+            let bp = bucket(b)
+            for s in 0..<ConnTable.slotsPerBucket
+            where bp.load(fromByteOffset: s * 4, as: UInt32.self) == sig
+                && bp.load(fromByteOffset: 32 + s * 4, as: UInt32.self) == i {
+                bp.storeBytes(of: 0, toByteOffset: s * 4, as: UInt32.self)
+                return
+            }
+            let o = bp.load(fromByteOffset: 28, as: UInt32.self)
+            precondition(o > 0, "connection index corrupt: entry not found")
+            bp.storeBytes(of: o - 1, toByteOffset: 28, as: UInt32.self)
+            b = (b + 1) & bucketMask
+        }
+    }
+
+    /// Re-key a template so it can no longer match (the kernel rehashes it
+    /// with vport 0xffff); it stays on the wheel until it expires.
+    public mutating func invalidateTemplate(_ i: UInt32) {
+        setFlags(i, flags(i) | ConnFlags.invalidated)
+    }
+
+    /// Return an entry (already unhashed and off the wheel) to the pool.
+    public mutating func free(_ i: UInt32) {
+        setFlags(i, 0)
+        freeStack[freeCount] = i
+        freeCount += 1
+    }
+
+    // MARK: timer wheel
+
+    @inline(__always) static func tick(_ micros: UInt64) -> UInt64 { micros / tickMicros }
+
+    /// Set an entry's expiry (µs), re-filing it only when it must fire
+    /// earlier than the slot it is filed in. An expiry in a tick already
+    /// processed fires on the next tick, as a kernel timer set in the past does.
+    @inline(__always)
+    public mutating func arm(_ i: UInt32, expires: UInt64) {
+        set64(i, ConnField.expires, expires)
+        let mask = UInt64(ConnTable.wheelSize - 1)
+        var t = ConnTable.tick(expires)
+        if t <= processedTick { t = processedTick + 1 }
+        let slot = Int(u16(i, ConnField.wheelSlot))
+        let linked = u32(i, ConnField.prev) != 0 || wheel[slot] == i + 1
+        if !linked {
+            wheelLink(i, slot: Int(t & mask))
+            return
+        }
+        // The filed slot comes round after `dLinked` ticks (1...size).
+        let dLinked = ((UInt64(slot) &- processedTick &- 1) & mask) + 1
+        if t - processedTick < dLinked {
+            wheelUnlink(i)
+            wheelLink(i, slot: Int(t & mask))
+        }
+    }
+
+    mutating func wheelLink(_ i: UInt32, slot: Int) {
+        let head = wheel[slot]
+        set32(i, ConnField.next, head)
+        set32(i, ConnField.prev, 0)
+        if head != 0 { set32(head - 1, ConnField.prev, i + 1) }
+        wheel[slot] = i + 1
+        set16(i, ConnField.wheelSlot, UInt16(slot))
+    }
+
+    public mutating func wheelUnlink(_ i: UInt32) {
+        let n = u32(i, ConnField.next), p = u32(i, ConnField.prev)
+        let slot = Int(u16(i, ConnField.wheelSlot))
+        if p != 0 {
+            set32(p - 1, ConnField.next, n)
+        } else if wheel[slot] == i + 1 {
+            wheel[slot] = n
+        } else {
+            return   // not filed
+        }
+        if n != 0 { set32(n - 1, ConnField.prev, p) }
+        set32(i, ConnField.next, 0)
+        set32(i, ConnField.prev, 0)
+    }
+
+    /// Advance the wheel to `now` (µs): every entry whose expiry tick is at or
+    /// before now's tick is handed to `due` (already off the wheel), which
+    /// must free it or `arm` it again. Entries not yet due are re-filed.
+    @inline(__always)
+    public mutating func advance(to now: UInt64, _ due: (inout ConnTable, UInt32) -> Void) {
+        let target = ConnTable.tick(now)
+        if target <= processedTick {
+            if !wheelStarted { wheelStarted = true; processedTick = target }
+            return
+        }
+        if !wheelStarted {
+            wheelStarted = true
+            processedTick = target
+            return
+        }
+        advanceSlow(target, due)
+    }
+
+    mutating func advanceSlow(_ target: UInt64, _ due: (inout ConnTable, UInt32) -> Void) {
+        let mask = UInt64(ConnTable.wheelSize - 1)
+        var steps = target - processedTick
+        if steps > UInt64(ConnTable.wheelSize) { steps = UInt64(ConnTable.wheelSize) }
+        var t = target - steps + 1
+        while t <= target {
+            let slot = Int(t & mask)
+            var cur = wheel[slot]
+            wheel[slot] = 0
+            processedTick = t
+            while cur != 0 {
+                let i = cur - 1
+                cur = u32(i, ConnField.next)
+                set32(i, ConnField.next, 0)
+                set32(i, ConnField.prev, 0)
+                let et = ConnTable.tick(u64(i, ConnField.expires))
+                if et <= t {
+                    due(&self, i)
+                } else {
+                    wheelLink(i, slot: Int(et & mask))
+                }
+            }
+            t += 1
+        }
+        processedTick = target
+    }
+
+    /// Every in-use entry index (for listings and tests; not for the packet path).
+    public func forEach(_ body: (UInt32) -> Void) {
+        // Entries never handed out may hold garbage; the free stack tells.
+        var used = [Bool](repeating: true, count: capacity)
+        for k in 0..<freeCount { used[Int(freeStack[k])] = false }
+        for i in 0..<capacity where used[i] { body(UInt32(i)) }
+    }
+}
