@@ -17,7 +17,7 @@ let dpdkLibraries = [
     "rte_kvargs", "rte_telemetry", "rte_hash", "rte_lpm", "rte_ip_frag",
 ].map { LinkerSetting.linkedLibrary($0) }
 
-let optimize: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release))]
+let optimize: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo", "-enforce-exclusivity=unchecked"], .when(configuration: .release))]
 
 let package = Package(
     name: "Switchyard",

@@ -1,0 +1,719 @@
+// The per-packet IPVS decision for one worker: the kernel's in and out hooks
+// (ip_vs_core.c) over this worker's connection tables.
+//
+// For each parsed packet the engine finds or creates the connection, runs
+// the protocol state machine and the accounting, rewrites the packet in place
+// for LVS/NAT, decrements the TTL, checks the MTU, and tells the data plane
+// where the packet goes next (a Verdict). It never allocates on the packet
+// path: new connections take entries from the table's pool; schedulers are
+// consulted only when a connection is created.
+
+/// Behaviour switches that are sysctls in the kernel.
+public struct EngineSettings: Sendable {
+    public var secureTCP = false
+    public var expireNodestConn = false
+    public var expireQuiescentTemplate = false
+    public var connReuseMode = 1
+    /// Egress IP MTU (route MTU) for every port.
+    public var mtu = 1500
+    public init() {}
+}
+
+public enum VerdictAction: UInt8 {
+    /// Send to `nextHop` (MAC rewrite only left to do).
+    case forward
+    /// LVS/TUN: encapsulate towards `nextHop` with the dest's tunnel settings, then forward.
+    case tunnel
+    /// Not IPVS traffic: leave it to the rest of the data plane (bypass or exception path).
+    case passthrough
+    /// Addressed to a VIP but not taken by IPVS (e.g. a TCP segment without SYN): the local stack's.
+    case local
+    /// Drop (counted by reason).
+    case drop
+    /// Drop, and answer the sender with the ICMP error described in the verdict.
+    case icmpError
+}
+
+public enum DropReason: UInt8, CaseIterable {
+    case none = 0
+    case destUnavailable
+    case tableFull
+    case noDest
+    case ttlExpired
+    case tooBig
+    case fragment
+    case icmpUnrelated
+    case tunnelTooSmall
+    public static let count = 9
+    public var name: String {
+        switch self {
+        case .none: return "none"
+        case .destUnavailable: return "dest-unavailable"
+        case .tableFull: return "table-full"
+        case .noDest: return "no-dest"
+        case .ttlExpired: return "ttl-expired"
+        case .tooBig: return "too-big"
+        case .fragment: return "fragment"
+        case .icmpUnrelated: return "icmp-unrelated"
+        case .tunnelTooSmall: return "tunnel-mtu"
+        }
+    }
+}
+
+public struct Verdict {
+    public var action: VerdictAction = .passthrough
+    public var reason: DropReason = .none
+    public var nextHop = IPAddress(hi: 0, lo: 0, family: .inet)
+    public var destID: UInt32 = 0
+    /// For .icmpError: what to send and from which address.
+    public var icmpType: UInt8 = 0
+    public var icmpCode: UInt8 = 0
+    public var icmpMTU: UInt32 = 0
+    public var icmpSource = IPAddress(hi: 0, lo: 0, family: .inet)
+    /// The connection was just created by this packet.
+    public var newConnection = false
+    public init() {}
+}
+
+/// What the data plane needs per dest on the packet path, copied out of the
+/// Dest objects so that no class is touched per packet.
+public struct DestRoute {
+    public var available: Bool = false
+    public var forward: ForwardMethod = .droute
+    public var tunnelType: TunnelType = .ipip
+    public var tunnelPort: UInt16 = 0
+    public var tunnelFlags: TunnelFlags = []
+    public var address = IPAddress(hi: 0, lo: 0, family: .inet)
+    public init() {}
+}
+
+public final class Engine {
+    public var v4: ConnTable
+    public var v6: ConnTable
+    public let table: IPVSTable
+    public var settings: EngineSettings
+    /// Per-worker statistics, indexed by dest id and service id.
+    public let maxIDs: Int
+    public let destStats: UnsafeMutablePointer<StatsCounters>
+    public let serviceStats: UnsafeMutablePointer<StatsCounters>
+    public let destRoutes: UnsafeMutablePointer<DestRoute>
+    public var dropCounts: [UInt64] = Array(repeating: 0, count: DropReason.count)
+    public private(set) var connsCreated: UInt64 = 0
+    public private(set) var connsRefused: UInt64 = 0
+    /// Microseconds of the last packet (the data plane's clock).
+    public private(set) var now: UInt64 = 0
+    /// Log lines for rate-limited messages (the control side prints them).
+    public var log: (String) -> Void = { _ in }
+    private var lastPortZeroLog: UInt64 = 0
+
+    public init(table: IPVSTable, capacity: Int, settings: EngineSettings = EngineSettings(), maxIDs: Int = 1 << 16) {
+        self.table = table
+        self.settings = settings
+        v4 = ConnTable(capacity: capacity, isV6: false)
+        v6 = ConnTable(capacity: max(capacity / 4, 1024), isV6: true)
+        self.maxIDs = maxIDs
+        destStats = .allocate(capacity: maxIDs)
+        destStats.initialize(repeating: StatsCounters(), count: maxIDs)
+        serviceStats = .allocate(capacity: maxIDs)
+        serviceStats.initialize(repeating: StatsCounters(), count: maxIDs)
+        destRoutes = .allocate(capacity: maxIDs)
+        destRoutes.initialize(repeating: DestRoute(), count: maxIDs)
+        refreshDestRoutes()
+    }
+
+    /// Copy the per-dest data the packet path reads (after any configuration change).
+    public func refreshDestRoutes() {
+        var vips = Set<IPAddress>()
+        for svc in table.services {
+            for d in svc.dests { updateRoute(d) }
+            if case .address(_, let a, _) = svc.key { vips.insert(a) }
+            for m in table.fwmarkMatches(mark: svc.fwmark) where svc.fwmark != 0 { vips.insert(m.addr) }
+        }
+        for d in table.trash { updateRoute(d) }
+        virtualAddresses = vips
+    }
+
+    /// Addresses of every virtual service (VIPs), refreshed with the dest data.
+    public private(set) var virtualAddresses = Set<IPAddress>()
+    public func isVirtualAddress(_ a: IPAddress) -> Bool { virtualAddresses.contains(a) }
+
+    func updateRoute(_ d: Dest) {
+        guard Int(d.id) < maxIDs else { return }
+        var r = DestRoute()
+        r.available = d.isAvailable
+        r.forward = d.forward
+        r.tunnelType = d.tunnelType
+        r.tunnelPort = d.tunnelPort
+        r.tunnelFlags = d.tunnelFlags
+        r.address = d.addr
+        destRoutes[Int(d.id)] = r
+    }
+
+    public var liveConnections: Int { v4.count + v6.count }
+
+    // MARK: time
+
+    /// Run every expiry due at or before `t` (µs).
+    @inline(__always)
+    public func advance(to t: UInt64) {
+        if t > now { now = t }
+        v4.advance(to: now) { tbl, i in self.expire(&tbl, i) }
+        v6.advance(to: now) { tbl, i in self.expire(&tbl, i) }
+    }
+
+    /// `ip_vs_conn_expire`: a template that still controls connections waits
+    /// another 60 s; anything else is unlinked and its dest's counters drop.
+    func expire(_ tbl: inout ConnTable, _ i: UInt32) {
+        let f = tbl.flags(i)
+        if tbl.u32(i, ConnField.nControl) > 0 {
+            tbl.set32(i, ConnField.timeout, 60_000)
+            tbl.arm(i, expires: now + 60_000_000)
+            return
+        }
+        if f & ConnFlags.dying == 0 { tbl.unhash(i) }
+        let isTemplate = f & ConnFlags.template != 0
+        if let d = table.dest(id: tbl.u32(i, ConnField.destID)) {
+            d.unbindConnection(isTemplate: isTemplate, wasInactive: f & ConnFlags.inactive != 0)
+        }
+        let ctl = tbl.u32(i, ConnField.control)
+        if ctl != 0 {
+            let c = ctl - 1
+            tbl.set32(c, ConnField.nControl, tbl.u32(c, ConnField.nControl) &- 1)
+        }
+        tbl.free(i)
+    }
+
+    // MARK: the packet path
+
+    /// Decide what happens to one parsed packet, rewriting it in place where
+    /// IPVS does. `now` is the packet's time in µs.
+    @inline(__always)
+    public func process(_ p: UnsafeMutableRawPointer, info: inout PacketInfo, now t: UInt64) -> Verdict {
+        advance(to: t)
+        if info.ipVersion == 4 {
+            return processFamily(&v4, p, &info)
+        } else if info.ipVersion == 6 {
+            return processFamily(&v6, p, &info)
+        }
+        return Verdict()
+    }
+
+    @inline(__always)
+    func processFamily(_ tbl: inout ConnTable, _ p: UnsafeMutableRawPointer, _ info: inout PacketInfo) -> Verdict {
+        let proto = info.l4Proto
+        if proto == 1 || proto == 58 {
+            return processICMP(&tbl, p, &info)
+        }
+        guard proto == IPProtocol.tcp.rawValue || proto == IPProtocol.udp.rawValue else { return Verdict() }
+        guard info.hasPorts else {
+            // A later fragment carries no ports to find its connection by.
+            if isVirtualAddress(info.dst) {
+                var v = Verdict()
+                v.action = .drop
+                v.reason = .fragment
+                countDrop(.fragment)
+                return v
+            }
+            return Verdict()
+        }
+
+        // Client -> director: an existing connection?
+        if let i = tbl.lookupIn(proto: proto, caddr: info.src, cport: info.sport, vaddr: info.dst, vport: info.dport) {
+            if proto == IPProtocol.tcp.rawValue && info.tcpFlags & TCPFlags.syn != 0 && settings.connReuseMode != 0 {
+                if shouldReschedule(&tbl, i) {
+                    expireNow(&tbl, i)
+                    return newConnection(&tbl, p, &info)
+                }
+            }
+            let destID = tbl.u32(i, ConnField.destID)
+            if !routeOf(destID).available {
+                if settings.expireNodestConn {
+                    expireNow(&tbl, i)
+                    return newConnection(&tbl, p, &info)
+                }
+                return dropped(.destUnavailable)
+            }
+            return inbound(&tbl, i, p, &info)
+        }
+
+        // Real server -> client: a NAT reply?
+        if let i = tbl.lookupOut(proto: proto, caddr: info.dst, cport: info.dport, daddr: info.src, dport: info.sport),
+           tbl.flags(i) & ConnFlags.fwdMask == UInt16(ForwardMethod.masq.rawValue) {
+            return outbound(&tbl, i, p, &info)
+        }
+        return newConnection(&tbl, p, &info)
+    }
+
+    /// `is_new_conn_expected` and the expire_nodest_conn rule for a SYN that
+    /// finds an existing connection.
+    func shouldReschedule(_ tbl: inout ConnTable, _ i: UInt32) -> Bool {
+        if settings.expireNodestConn, let d = table.dest(id: tbl.u32(i, ConnField.destID)), d.weight == 0 {
+            return tbl.u32(i, ConnField.nControl) == 0
+        }
+        if tbl.u32(i, ConnField.control) != 0 { return false }
+        let st = TCPState(rawValue: tbl.u8(i, ConnField.state)) ?? .none
+        let expected = st == .timeWait || st == .close
+            || (settings.connReuseMode & 2 != 0 && st == .finWait && tbl.flags(i) & ConnFlags.noOutput != 0)
+        return expected && tbl.u32(i, ConnField.nControl) == 0
+    }
+
+    /// `ip_vs_conn_expire_now`: unhash at once so the next lookup misses, but
+    /// keep counting it until the timer runs on the next tick.
+    func expireNow(_ tbl: inout ConnTable, _ i: UInt32) {
+        let f = tbl.flags(i)
+        if f & ConnFlags.dying == 0 {
+            tbl.unhash(i)
+            tbl.setFlags(i, f | ConnFlags.dying)
+        }
+        tbl.arm(i, expires: now)
+    }
+
+    @inline(__always)
+    func routeOf(_ id: UInt32) -> DestRoute {
+        Int(id) < maxIDs ? destRoutes[Int(id)] : DestRoute()
+    }
+
+    @inline(__always)
+    func dropped(_ r: DropReason) -> Verdict {
+        countDrop(r)
+        var v = Verdict()
+        v.action = .drop
+        v.reason = r
+        return v
+    }
+
+    @inline(__always)
+    func countDrop(_ r: DropReason) {
+        dropCounts.withUnsafeMutableBufferPointer { $0[Int(r.rawValue)] &+= 1 }
+    }
+
+    // MARK: client -> real server
+
+    @inline(__always)
+    func inbound(_ tbl: inout ConnTable, _ i: UInt32, _ p: UnsafeMutableRawPointer, _ info: inout PacketInfo) -> Verdict {
+        let destID = tbl.u32(i, ConnField.destID)
+        let route = routeOf(destID)
+        if route.available { countIn(tbl, i, destID, info) }
+        setState(&tbl, i, input: true, info)
+        var v = transmit(&tbl, i, p, &info, route)
+        v.destID = destID
+        return v
+    }
+
+    @inline(__always)
+    func countIn(_ tbl: ConnTable, _ i: UInt32, _ destID: UInt32, _ info: PacketInfo) {
+        let bytes = UInt64(info.ipTotalLength)
+        if Int(destID) < maxIDs {
+            destStats[Int(destID)].inPackets &+= 1
+            destStats[Int(destID)].inBytes &+= bytes
+        }
+        let sid = Int(tbl.u32(i, ConnField.serviceID))
+        if sid < maxIDs {
+            serviceStats[sid].inPackets &+= 1
+            serviceStats[sid].inBytes &+= bytes
+        }
+    }
+
+    /// The transmitter step: TTL, MTU, then the method's rewrite.
+    @inline(__always)
+    func transmit(_ tbl: inout ConnTable, _ i: UInt32, _ p: UnsafeMutableRawPointer, _ info: inout PacketInfo,
+                  _ route: DestRoute) -> Verdict {
+        let method = ForwardMethod(rawValue: UInt8(tbl.flags(i) & ConnFlags.fwdMask)) ?? .droute
+        if method == .local { var v = Verdict(); v.action = .local; return v }
+        if info.ttl <= 1 {
+            return icmpError(info, timeExceeded: true, mtu: 0, source: info.dst, reason: .ttlExpired)
+        }
+        var mtu = settings.mtu
+        if method == .tunnel {
+            mtu = Tunnel.mtu(routeMTU: settings.mtu, type: route.tunnelType, outerIsV6: !route.address.isV4,
+                             flags: route.tunnelFlags)
+            if mtu < (info.isIPv6 ? 1280 : 68) { return dropped(.tunnelTooSmall) }
+        }
+        if info.ipTotalLength > mtu {
+            // IPv4 with DF, and every IPv6 packet: tell the sender; IPv4 without DF is fragmented on egress.
+            if info.isIPv6 || info.dfSet {
+                return icmpError(info, timeExceeded: false, mtu: mtu, source: info.dst, reason: .tooBig)
+            }
+        }
+        _ = IPHeader.decrementTTL(p, info: &info)
+        var v = Verdict()
+        v.nextHop = tbl.address(i, 2)
+        switch method {
+        case .masq:
+            _ = NAT.rewriteDestination(p, info: &info, address: v.nextHop, port: tbl.u16(i, ConnField.dport))
+            v.action = .forward
+        case .tunnel:
+            v.action = .tunnel
+        default:
+            v.action = .forward
+        }
+        return v
+    }
+
+    func icmpError(_ info: PacketInfo, timeExceeded: Bool, mtu: Int, source: IPAddress, reason: DropReason) -> Verdict {
+        countDrop(reason)
+        var v = Verdict()
+        v.action = .icmpError
+        v.reason = reason
+        v.icmpSource = source
+        if timeExceeded {
+            v.icmpType = info.isIPv6 ? ICMPv6Type.timeExceeded : ICMPType.timeExceeded
+            v.icmpCode = 0
+        } else {
+            v.icmpType = info.isIPv6 ? ICMPv6Type.packetTooBig : ICMPType.destinationUnreachable
+            v.icmpCode = info.isIPv6 ? 0 : ICMPType.codeFragmentationNeeded
+            v.icmpMTU = UInt32(mtu)
+        }
+        return v
+    }
+
+    // MARK: real server -> client (NAT replies)
+
+    @inline(__always)
+    func outbound(_ tbl: inout ConnTable, _ i: UInt32, _ p: UnsafeMutableRawPointer, _ info: inout PacketInfo) -> Verdict {
+        let destID = tbl.u32(i, ConnField.destID)
+        if routeOf(destID).available {
+            let bytes = UInt64(info.ipTotalLength)
+            if Int(destID) < maxIDs {
+                destStats[Int(destID)].outPackets &+= 1
+                destStats[Int(destID)].outBytes &+= bytes
+            }
+            let sid = Int(tbl.u32(i, ConnField.serviceID))
+            if sid < maxIDs {
+                serviceStats[sid].outPackets &+= 1
+                serviceStats[sid].outBytes &+= bytes
+            }
+        }
+        setState(&tbl, i, input: false, info)
+        let vaddr = tbl.address(i, 1)
+        if info.ttl <= 1 {
+            return icmpError(info, timeExceeded: true, mtu: 0, source: vaddr, reason: .ttlExpired)
+        }
+        if info.ipTotalLength > settings.mtu && (info.isIPv6 || info.dfSet) {
+            return icmpError(info, timeExceeded: false, mtu: settings.mtu, source: vaddr, reason: .tooBig)
+        }
+        _ = IPHeader.decrementTTL(p, info: &info)
+        _ = NAT.rewriteSource(p, info: &info, address: vaddr, port: tbl.u16(i, ConnField.vport))
+        var v = Verdict()
+        v.action = .forward
+        v.nextHop = info.dst
+        v.destID = destID
+        return v
+    }
+
+    // MARK: state
+
+    /// `ip_vs_set_state`: the protocol's transition, the active/inactive
+    /// accounting, and the timer re-armed with the state's timeout.
+    @inline(__always)
+    func setState(_ tbl: inout ConnTable, _ i: UInt32, input: Bool, _ info: PacketInfo) {
+        var f = tbl.flags(i)
+        var timeoutMs: UInt32
+        if info.l4Proto == IPProtocol.tcp.rawValue {
+            let old = TCPState(rawValue: tbl.u8(i, ConnField.state)) ?? .none
+            var noOutput = f & ConnFlags.noOutput != 0
+            let dir = ConnDirection.effective(input ? .input : .output, noOutput: &noOutput)
+            if !noOutput { f &= ~ConnFlags.noOutput }
+            let new = TCPStateMachine.next(state: old, direction: dir, flags: info.tcpFlags, secure: settings.secureTCP)
+            if new != old {
+                let inactive = f & ConnFlags.inactive != 0
+                if let d = table.dest(id: tbl.u32(i, ConnField.destID)) {
+                    if !inactive && !new.isActive {
+                        d.moveToInactive()
+                        f |= ConnFlags.inactive
+                    } else if inactive && new.isActive {
+                        d.moveToActive()
+                        f &= ~ConnFlags.inactive
+                    }
+                }
+                if new == .established {
+                    let ctl = tbl.u32(i, ConnField.control)
+                    if ctl != 0 { tbl.setFlags(ctl - 1, tbl.flags(ctl - 1) | ConnFlags.assured) }
+                }
+                tbl.set8(i, ConnField.state, new.rawValue)
+            }
+            timeoutMs = new.timeout(table.timeouts) &* 1000
+        } else {
+            if !input {
+                f &= ~ConnFlags.noOutput
+                let ctl = tbl.u32(i, ConnField.control)
+                if ctl != 0 { tbl.setFlags(ctl - 1, tbl.flags(ctl - 1) | ConnFlags.assured) }
+            }
+            timeoutMs = table.timeouts.udp &* 1000
+        }
+        tbl.setFlags(i, f)
+        tbl.set32(i, ConnField.timeout, timeoutMs)
+        tbl.arm(i, expires: now &+ UInt64(timeoutMs) &* 1000)
+    }
+
+    // MARK: new connections
+
+    func newConnection(_ tbl: inout ConnTable, _ p: UnsafeMutableRawPointer, _ info: inout PacketInfo) -> Verdict {
+        let proto = IPProtocol(rawValue: info.l4Proto) ?? .ip
+        guard let svc = table.lookupService(proto: proto, addr: info.dst, port: info.dport) else { return Verdict() }
+        if proto == .tcp {
+            // tcp_conn_schedule: only a SYN (without RST) opens a connection;
+            // anything else goes to the local stack.
+            if info.tcpFlags & TCPFlags.syn == 0 || info.tcpFlags & TCPFlags.rst != 0 {
+                var v = Verdict(); v.action = .local; return v
+            }
+        }
+        // FTP data from port 20 is never scheduled.
+        if info.sport == 20 { var v = Verdict(); v.action = .local; return v }
+
+        let input = ScheduleInput(proto: proto, saddr: info.src, sport: info.sport, daddr: info.dst,
+                                  dport: info.dport, now: Double(now) / 1e6)
+        let created: UInt32?
+        if svc.isPersistent {
+            created = schedulePersistent(&tbl, svc, input, info)
+        } else {
+            created = scheduleOne(&tbl, svc, input, info)
+        }
+        guard let i = created else {
+            if tbl.count >= tbl.capacity {
+                connsRefused &+= 1
+                return dropped(.tableFull)
+            }
+            // ip_vs_leave: tell the client the port is unreachable.
+            countDrop(.noDest)
+            var v = Verdict()
+            v.action = .icmpError
+            v.reason = .noDest
+            v.icmpSource = info.dst
+            if info.isIPv6 {
+                v.icmpType = ICMPv6Type.destinationUnreachable
+                v.icmpCode = ICMPv6Type.codePortUnreachable
+            } else {
+                v.icmpType = ICMPType.destinationUnreachable
+                v.icmpCode = ICMPType.codePortUnreachable
+            }
+            return v
+        }
+        connsCreated &+= 1
+        let destID = tbl.u32(i, ConnField.destID)
+        let route = routeOf(destID)
+        if route.available { countIn(tbl, i, destID, info) }
+        setState(&tbl, i, input: true, info)
+        var v = transmit(&tbl, i, p, &info, route)
+        v.destID = destID
+        v.newConnection = true
+        if tbl.flags(i) & ConnFlags.onePacket != 0 {
+            // One-packet scheduling: the connection ends with its packet.
+            expireNow(&tbl, i)
+        }
+        return v
+    }
+
+    /// `ip_vs_schedule` for a non-persistent service.
+    func scheduleOne(_ tbl: inout ConnTable, _ svc: Service, _ input: ScheduleInput, _ info: PacketInfo) -> UInt32? {
+        if svc.fwmark == 0 && svc.port != input.dport {
+            if now &- lastPortZeroLog > 1_000_000 || lastPortZeroLog == 0 {
+                lastPortZeroLog = now
+                log("Schedule: port zero only supported in persistent services, check your ipvs configuration")
+            }
+            return nil
+        }
+        guard let sched = svc.scheduler, let dest = sched.schedule(svc, input) else {
+            logNoDest(svc)
+            return nil
+        }
+        let dport = dest.port != 0 ? dest.port : input.dport
+        return createConnection(&tbl, svc, dest, input, dport: dport, control: nil)
+    }
+
+    func logNoDest(_ svc: Service) {
+        if now &- lastPortZeroLog > 1_000_000 || lastPortZeroLog == 0 {
+            lastPortZeroLog = now
+            let name: String
+            switch svc.key {
+            case .address(let p, let a, let port):
+                name = "\(p.listName) \(a.isV4 ? a.description : "[\(a)]"):\(port)"
+            case .fwmark(let m, _):
+                name = "FWM \(m)"
+            }
+            log("\(svc.schedulerName): \(name) - no destination available")
+        }
+    }
+
+    func createConnection(_ tbl: inout ConnTable, _ svc: Service, _ dest: Dest, _ input: ScheduleInput,
+                          dport: UInt16, control: UInt32?) -> UInt32? {
+        var flags = UInt16(dest.forward.rawValue) | ConnFlags.inactive
+        if dest.forward != .masq { flags |= ConnFlags.noOutput }
+        if svc.flags.contains(.onePacket) && input.proto == .udp { flags |= ConnFlags.onePacket }
+        guard let i = tbl.insert(proto: input.proto.rawValue, caddr: input.saddr, cport: input.sport,
+                                 vaddr: input.daddr, vport: input.dport, daddr: dest.addr, dport: dport,
+                                 flags: flags) else { return nil }
+        tbl.set32(i, ConnField.destID, dest.id)
+        tbl.set32(i, ConnField.serviceID, svc.id)
+        tbl.set8(i, ConnField.state, 0)
+        if let c = control {
+            tbl.set32(i, ConnField.control, c + 1)
+            tbl.set32(c, ConnField.nControl, tbl.u32(c, ConnField.nControl) + 1)
+        }
+        // A new connection lives 3 s until its first state transition.
+        tbl.set32(i, ConnField.timeout, TCPState.initialTimeout * 1000)
+        tbl.arm(i, expires: now &+ UInt64(TCPState.initialTimeout) * 1_000_000)
+        dest.bindConnection(isTemplate: false)
+        dest.connsScheduled.wrappingAdd(1, ordering: .relaxed)
+        if Int(dest.id) < maxIDs { destStats[Int(dest.id)].conns &+= 1 }
+        if Int(svc.id) < maxIDs { serviceStats[Int(svc.id)].conns &+= 1 }
+        return i
+    }
+
+    /// `ip_vs_sched_persist`: find or make the client network's template,
+    /// then the connection under it.
+    func schedulePersistent(_ tbl: inout ConnTable, _ svc: Service, _ input: ScheduleInput,
+                            _ info: PacketInfo) -> UInt32? {
+        let snet = input.saddr.masked(prefix: svc.prefixLength)
+        let vport = input.dport
+        let tProto: UInt8
+        let tVaddr: IPAddress
+        let tVport: UInt16
+        if vport == svc.port {
+            tProto = input.proto.rawValue
+            tVaddr = input.daddr
+            tVport = svc.port != 21 ? vport : 0
+        } else if svc.fwmark != 0 {
+            tProto = IPProtocol.ip.rawValue
+            tVaddr = tbl.isV6 ? IPAddress(hi: UInt64(svc.fwmark) << 32, lo: 0, family: .inet6) : IPAddress(v4: svc.fwmark)
+            tVport = 0
+        } else {
+            tProto = input.proto.rawValue
+            tVaddr = input.daddr
+            tVport = 0
+        }
+        var dest: Dest? = nil
+        var template: UInt32? = tbl.lookupTemplate(proto: tProto, cnet: snet, vaddr: tVaddr, vport: tVport)
+        if let ct = template {
+            let d = table.dest(id: tbl.u32(ct, ConnField.destID))
+            if let d, d.isAvailable, !(settings.expireQuiescentTemplate && d.weight == 0) {
+                dest = d
+            } else {
+                tbl.invalidateTemplate(ct)
+                template = nil
+            }
+        }
+        if template == nil {
+            guard let sched = svc.scheduler, let d = sched.schedule(svc, input) else {
+                logNoDest(svc)
+                return nil
+            }
+            let tDport: UInt16 = (vport == svc.port && svc.port != 21) ? d.port : 0
+            guard let ct = tbl.insert(proto: tProto, caddr: snet, cport: 0, vaddr: tVaddr, vport: tVport,
+                                      daddr: d.addr, dport: tDport,
+                                      flags: UInt16(d.forward.rawValue) | ConnFlags.template) else { return nil }
+            tbl.set32(ct, ConnField.destID, d.id)
+            tbl.set32(ct, ConnField.serviceID, svc.id)
+            tbl.set32(ct, ConnField.timeout, svc.timeout &* 1000)
+            d.bindConnection(isTemplate: true)
+            template = ct
+            dest = d
+        }
+        guard let ct = template, let d = dest else { return nil }
+        let dport: UInt16 = (vport == svc.port && d.port != 0) ? d.port : vport
+        guard let i = createConnection(&tbl, svc, d, input, dport: dport, control: ct) else { return nil }
+        // ip_vs_conn_put(ct): the template's timer restarts with each new connection.
+        tbl.arm(ct, expires: now &+ UInt64(tbl.u32(ct, ConnField.timeout)) &* 1000)
+        return i
+    }
+
+    // MARK: ICMP
+
+    /// ICMP errors about a known connection (§8): forwarded with the embedded
+    /// header rewritten for NAT. Anything else is not IPVS's.
+    func processICMP(_ tbl: inout ConnTable, _ p: UnsafeMutableRawPointer, _ info: inout PacketInfo) -> Verdict {
+        var emb = EmbeddedPacket()
+        guard ICMP.parseEmbedded(p, info: info, into: &emb), emb.hasPorts,
+              emb.proto == IPProtocol.tcp.rawValue || emb.proto == IPProtocol.udp.rawValue else {
+            return Verdict()
+        }
+        // From outside about a packet sent to the client (embedded: VIP -> client).
+        if let i = tbl.lookupIn(proto: emb.proto, caddr: emb.dst, cport: emb.dport, vaddr: emb.src, vport: emb.sport) {
+            let destID = tbl.u32(i, ConnField.destID)
+            let route = routeOf(destID)
+            guard route.available else { return dropped(.destUnavailable) }
+            countIn(tbl, i, destID, info)
+            let method = ForwardMethod(rawValue: UInt8(tbl.flags(i) & ConnFlags.fwdMask)) ?? .droute
+            if info.ttl <= 1 { return icmpError(info, timeExceeded: true, mtu: 0, source: info.dst, reason: .ttlExpired) }
+            _ = IPHeader.decrementTTL(p, info: &info)
+            var v = Verdict()
+            v.destID = destID
+            v.nextHop = tbl.address(i, 2)
+            switch method {
+            case .masq:
+                _ = ICMP.rewriteRelatedInbound(p, info: &info, embedded: &emb, server: v.nextHop, port: tbl.u16(i, ConnField.dport))
+                v.action = .forward
+            case .tunnel:
+                v.action = .tunnel
+            case .local:
+                v.action = .local
+            default:
+                v.action = .forward
+            }
+            return v
+        }
+        // From a NAT real server about a client packet (embedded: client -> RS).
+        if let i = tbl.lookupOut(proto: emb.proto, caddr: emb.src, cport: emb.sport, daddr: emb.dst, dport: emb.dport),
+           tbl.flags(i) & ConnFlags.fwdMask == UInt16(ForwardMethod.masq.rawValue) {
+            let destID = tbl.u32(i, ConnField.destID)
+            if routeOf(destID).available, Int(destID) < maxIDs {
+                destStats[Int(destID)].outPackets &+= 1
+                destStats[Int(destID)].outBytes &+= UInt64(info.ipTotalLength)
+            }
+            let vaddr = tbl.address(i, 1)
+            if info.ttl <= 1 { return icmpError(info, timeExceeded: true, mtu: 0, source: vaddr, reason: .ttlExpired) }
+            _ = IPHeader.decrementTTL(p, info: &info)
+            _ = ICMP.rewriteRelatedOutbound(p, info: &info, embedded: &emb, vip: vaddr, port: tbl.u16(i, ConnField.vport))
+            var v = Verdict()
+            v.action = .forward
+            v.nextHop = info.dst
+            v.destID = destID
+            return v
+        }
+        return Verdict()
+    }
+
+    // MARK: listing
+
+    /// One row of `ipvsadm -L -n -c`.
+    public struct ConnectionRecord {
+        public var proto: IPProtocol
+        public var client: IPAddress
+        public var cport: UInt16
+        public var vaddr: IPAddress
+        public var vport: UInt16
+        public var daddr: IPAddress
+        public var dport: UInt16
+        public var stateName: String
+        public var expiresInSeconds: UInt64
+        public var isTemplate: Bool
+    }
+
+    /// Every live connection and template, for listings (control side, not the packet path).
+    public func connections() -> [ConnectionRecord] {
+        var out: [ConnectionRecord] = []
+        for tbl in [v4, v6] {
+            tbl.forEach { i in
+                let f = tbl.flags(i)
+                if f & ConnFlags.dying != 0 { return }
+                let proto = IPProtocol(rawValue: tbl.u8(i, ConnField.proto)) ?? .ip
+                let isTemplate = f & ConnFlags.template != 0
+                let state: String
+                if isTemplate {
+                    state = (f & ConnFlags.assured != 0 && proto != .ip) ? "ASSURED" : "NONE"
+                } else if proto == .tcp {
+                    state = (TCPState(rawValue: tbl.u8(i, ConnField.state)) ?? .none).name
+                } else {
+                    state = TCPState.udpStateName
+                }
+                let exp = tbl.u64(i, ConnField.expires)
+                let remaining = exp > now ? (exp - now + 999_999) / 1_000_000 : 0
+                out.append(ConnectionRecord(proto: proto, client: tbl.address(i, 0), cport: tbl.u16(i, ConnField.cport),
+                                            vaddr: tbl.address(i, 1), vport: tbl.u16(i, ConnField.vport),
+                                            daddr: tbl.address(i, 2), dport: tbl.u16(i, ConnField.dport),
+                                            stateName: state, expiresInSeconds: remaining, isTemplate: isTemplate))
+            }
+        }
+        return out
+    }
+}
