@@ -1,6 +1,6 @@
 // `--json` output of the list commands (a Switchyard extension).
 //
-// Schema (also in JSON.md beside this file). Every document is one object
+// Schema (also in Control.docc/JSON.md). Every document is one object
 // followed by a newline. Numbers are JSON integers; addresses are text as
 // inet_ntop prints them (IPv6 without brackets).
 //

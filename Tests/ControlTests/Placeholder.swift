@@ -1,2 +1,0 @@
-import XCTest
-final class PlaceholderControlTests: XCTestCase { func testNothing() {} }
