@@ -118,7 +118,33 @@ public final class Engine {
         serviceStats.initialize(repeating: StatsCounters(), count: maxIDs)
         destRoutes = .allocate(capacity: maxIDs)
         destRoutes.initialize(repeating: DestRoute(), count: maxIDs)
+        configurationChanged()
+    }
+
+    /// Per-state timeouts in ms (TCP states by raw value, then UDP), copied
+    /// from the table so the packet path reads plain memory.
+    let timeoutsMs = UnsafeMutablePointer<UInt32>.allocate(capacity: TCPState.count + 1)
+    /// Workers other than the first keep their own scheduler state (rr
+    /// position, wrr weights, lblc caches) over the shared dest counters.
+    public var privateSchedulers = false
+    private var schedulers: [ObjectIdentifier: Scheduler] = [:]
+
+    @inline(__always)
+    func scheduler(for svc: Service) -> Scheduler? {
+        guard privateSchedulers else { return svc.scheduler }
+        if let s = schedulers[ObjectIdentifier(svc)], s.name == svc.schedulerName { return s }
+        let s = Schedulers.make(svc.schedulerName, for: svc)
+        schedulers[ObjectIdentifier(svc)] = s
+        return s
+    }
+
+    /// Re-read everything the packet path copies out of the configuration.
+    public func configurationChanged() {
         refreshDestRoutes()
+        let t = table.timeouts
+        for st in TCPState.allCases { timeoutsMs[Int(st.rawValue)] = st.timeout(t) &* 1000 }
+        timeoutsMs[TCPState.count] = t.udp &* 1000
+        schedulers.removeAll()
     }
 
     /// Copy the per-dest data the packet path reads (after any configuration change).
@@ -432,14 +458,14 @@ public final class Engine {
                 }
                 tbl.set8(i, ConnField.state, new.rawValue)
             }
-            timeoutMs = new.timeout(table.timeouts) &* 1000
+            timeoutMs = timeoutsMs[Int(new.rawValue)]
         } else {
             if !input {
                 f &= ~ConnFlags.noOutput
                 let ctl = tbl.u32(i, ConnField.control)
                 if ctl != 0 { tbl.setFlags(ctl - 1, tbl.flags(ctl - 1) | ConnFlags.assured) }
             }
-            timeoutMs = table.timeouts.udp &* 1000
+            timeoutMs = timeoutsMs[TCPState.count]
         }
         tbl.setFlags(i, f)
         tbl.set32(i, ConnField.timeout, timeoutMs)
@@ -513,7 +539,7 @@ public final class Engine {
             }
             return nil
         }
-        guard let sched = svc.scheduler, let dest = sched.schedule(svc, input) else {
+        guard let sched = scheduler(for: svc), let dest = sched.schedule(svc, input) else {
             logNoDest(svc)
             return nil
         }
@@ -594,7 +620,7 @@ public final class Engine {
             }
         }
         if template == nil {
-            guard let sched = svc.scheduler, let d = sched.schedule(svc, input) else {
+            guard let sched = scheduler(for: svc), let d = sched.schedule(svc, input) else {
                 logNoDest(svc)
                 return nil
             }
