@@ -10,7 +10,7 @@ public enum ClockSource: String, Sendable {
 
 public struct NeighbourEntry: Sendable, Equatable {
     public var address: IPAddress
-    public var mac: EtherAddr
+    public var mac: MACAddress
 }
 
 public struct PortAddress: Sendable, Equatable {
@@ -188,7 +188,7 @@ public enum OptionParser {
             case "--config": o.configFile = v
             case "--neigh":
                 let parts = v.split(separator: "=", maxSplits: 1).map(String.init)
-                guard parts.count == 2, let a = IPAddress(parts[0]), let m = EtherAddr(parts[1]) else {
+                guard parts.count == 2, let a = IPAddress(parts[0]), let m = MACAddress(parts[1]) else {
                     throw OptionError("invalid value '\(v)' for --neigh: expected IP=MAC")
                 }
                 o.neighbours.append(NeighbourEntry(address: a, mac: m))

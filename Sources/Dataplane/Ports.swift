@@ -1,11 +1,12 @@
 // Port and packet-pool set-up, and port statistics, over the C shim.
 import CDPDK
+import Wire
 
 public struct PortDescription: Sendable {
     public var id: UInt16
     public var driver: String
     public var name: String
-    public var mac: EtherAddr
+    public var mac: MACAddress
     public var maxRxQueues: Int
     public var maxTxQueues: Int
     public var timestampCapable: Bool
@@ -30,7 +31,7 @@ public enum Ports {
         guard sy_port_info(port, &info) == 0 else { return nil }
         let driver = withUnsafeBytes(of: &info.driver) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
         let name = withUnsafeBytes(of: &info.name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
-        return PortDescription(id: port, driver: driver, name: name, mac: EtherAddr(bytes: info.mac),
+        return PortDescription(id: port, driver: driver, name: name, mac: MACAddress(info.mac.0, info.mac.1, info.mac.2, info.mac.3, info.mac.4, info.mac.5),
                                maxRxQueues: Int(info.max_rx_queues), maxTxQueues: Int(info.max_tx_queues),
                                timestampCapable: info.rx_timestamp_capable)
     }

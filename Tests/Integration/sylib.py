@@ -9,7 +9,7 @@ import tempfile
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BINARY = os.path.join(ROOT, ".build", "release", "switchyard")
-EAL_BASE = ["--no-huge", "-m", "512", "--no-pci", "--no-shconf", "--log-level=lib.eal:error"]
+EAL_BASE = ["--no-huge", "-m", "512", "--no-pci", "--no-shconf", "--log-level=lib.eal:error", "--no-telemetry"]
 
 # MACs used by every test: clients reach us from the router, we are "LB".
 LB_MAC = "02:00:00:00:00:aa"

@@ -1,0 +1,202 @@
+// The load-balancing burst processor: parse, let the IPVS engine decide,
+// then carry out the verdict on the mbuf — MACs for the next hop, the LVS/TUN
+// outer header in the headroom, IPv4 fragments, ICMP errors in fresh mbufs.
+import CDPDK
+import IPVS
+import Wire
+
+public struct Balancer: BurstProcessor {
+    let engine: Engine
+    let router: Router
+    let pool: OpaquePointer
+    let peer: UnsafeMutablePointer<UInt16>
+    let reasons: UnsafeMutablePointer<UInt64>
+    let mtu: Int
+    let packetClock: Bool
+    let tsOffset: Int32
+    let tsFlag: UInt64
+    let tscHz: Double
+    let tscStart: UInt64
+    var lastPacketTime: UInt64 = 0
+    var ipID: UInt16 = 1
+
+    public init(engine: Engine, router: Router, pool: OpaquePointer, pairs: [UInt16: UInt16],
+                reasons: UnsafeMutablePointer<UInt64>, options: Options) {
+        self.engine = engine
+        self.router = router
+        self.pool = pool
+        peer = .allocate(capacity: Int(RTE_MAX_ETHPORTS))
+        for i in 0..<Int(RTE_MAX_ETHPORTS) { peer[i] = pairs[UInt16(i)] ?? UInt16(i) }
+        self.reasons = reasons
+        mtu = options.mtu
+        packetClock = options.clock == .packet
+        tsOffset = sy_timestamp_field_offset()
+        tsFlag = sy_timestamp_rx_flag()
+        tscHz = Double(sy_tsc_hz())
+        tscStart = sy_rdtsc()
+    }
+
+    /// Microseconds on the TSC clock, counted from start-up.
+    @inline(__always) func tscMicros() -> UInt64 {
+        UInt64(Double(sy_rdtsc() &- tscStart) * 1e6 / tscHz)
+    }
+
+    public mutating func process(_ pkts: UnsafeMutablePointer<OpaquePointer?>, count: Int, rxPort: UInt16,
+                                 tx: inout TxBuffers, counters: UnsafeMutablePointer<WorkerCounters>) {
+        let burstNow = packetClock ? 0 : tscMicros()
+        var info = PacketInfo()
+        for k in 0..<count where k + 1 < count { sy_prefetch_mbuf_data(pkts[k + 1].unsafelyUnwrapped) }
+        for k in 0..<count {
+            let m = pkts[k].unsafelyUnwrapped
+            let p = sy_mbuf_data(m).unsafelyUnwrapped
+            let len = Int(sy_mbuf_data_len(m))
+            let r = parseFrame(UnsafeRawPointer(p), length: len, into: &info)
+            if r.isMalformed {
+                counters.pointee.malformed &+= 1
+                reasons[Int(r.rawValue)] &+= 1
+                sy_mbuf_free(m)
+                continue
+            }
+            var now = burstNow
+            if packetClock {
+                let ts = sy_mbuf_rx_timestamp(m, tsOffset, tsFlag)
+                if ts != 0 { lastPacketTime = ts }
+                now = lastPacketTime
+            }
+            let v = engine.process(p, info: &info, now: now)
+            switch v.action {
+            case .forward:
+                counters.pointee.lbInPackets &+= 1
+                forward(m, p, info, v.nextHop, tx: &tx, counters: counters)
+            case .tunnel:
+                counters.pointee.lbInPackets &+= 1
+                tunnel(m, p, info, v, tx: &tx, counters: counters)
+            case .passthrough:
+                counters.pointee.passthrough &+= 1
+                tx.add(m, port: peer[Int(rxPort)], counters: counters)
+            case .local:
+                // The exception path to the host stack is not wired yet: count and drop.
+                counters.pointee.passthrough &+= 1
+                counters.pointee.dropped &+= 1
+                sy_mbuf_free(m)
+            case .drop:
+                if v.reason == .noDest { counters.pointee.noDest &+= 1 }
+                counters.pointee.dropped &+= 1
+                sy_mbuf_free(m)
+            case .icmpError:
+                if v.reason == .noDest { counters.pointee.noDest &+= 1 }
+                counters.pointee.dropped &+= 1
+                sendICMP(m, p, info, v, rxPort: rxPort, tx: &tx, counters: counters)
+                sy_mbuf_free(m)
+            }
+        }
+        counters.pointee.connsCreated = engine.connsCreated
+        counters.pointee.connsRefused = engine.connsRefused
+    }
+
+    public mutating func idle(counters: UnsafeMutablePointer<WorkerCounters>) {
+        if !packetClock { engine.advance(to: tscMicros()) }
+        counters.pointee.connsLive = UInt64(engine.liveConnections)
+    }
+
+    /// Set the MACs for the next hop and queue it; fragment IPv4 that does not fit.
+    @inline(__always)
+    mutating func forward(_ m: OpaquePointer, _ p: UnsafeMutableRawPointer, _ info: PacketInfo, _ dst: IPAddress,
+                          tx: inout TxBuffers, counters: UnsafeMutablePointer<WorkerCounters>) {
+        let e = router.egress(for: dst)
+        guard let mac = router.neighbour(e.nextHop) else {
+            counters.pointee.dropped &+= 1
+            sy_mbuf_free(m)
+            return
+        }
+        Ethernet.setAddresses(p, destination: mac, source: router.portMACs[e.port] ?? MACAddress(0))
+        // Trim Ethernet padding beyond the IP packet once the IP length changed (tunnels) or anyway.
+        if info.isIPv4 && info.ipTotalLength > mtu {
+            fragment(m, p, info, port: e.port, tx: &tx, counters: counters)
+            return
+        }
+        tx.add(m, port: e.port, counters: counters)
+    }
+
+    /// IPv4 without DF that exceeds the egress MTU leaves in fragments, as the
+    /// kernel's output path does for IPVS (which sets ignore_df).
+    mutating func fragment(_ m: OpaquePointer, _ p: UnsafeMutableRawPointer, _ info: PacketInfo, port: UInt16,
+                           tx: inout TxBuffers, counters: UnsafeMutablePointer<WorkerCounters>) {
+        let n = Fragmenter.fragmentCount(UnsafeRawPointer(p), info: info, mtu: mtu)
+        if n == 0 {
+            counters.pointee.dropped &+= 1
+            sy_mbuf_free(m)
+            return
+        }
+        for k in 0..<n {
+            guard let f = sy_mbuf_alloc(pool) else { counters.pointee.dropped &+= 1; break }
+            let cap = Int(sy_mbuf_tailroom(f))
+            let d = sy_mbuf_data(f).unsafelyUnwrapped
+            let len = Fragmenter.writeFragment(from: UnsafeRawPointer(p), info: info, index: k, mtu: mtu,
+                                                   into: d, capacity: cap)
+            if len == 0 { sy_mbuf_free(f); counters.pointee.dropped &+= 1; break }
+            sy_mbuf_set_len(f, UInt16(len))
+            tx.add(f, port: port, counters: counters)
+        }
+        sy_mbuf_free(m)
+    }
+
+    /// LVS/TUN: prepend the outer headers in the headroom and forward to the real server.
+    mutating func tunnel(_ m: OpaquePointer, _ p: UnsafeMutableRawPointer, _ info: PacketInfo, _ v: Verdict,
+                         tx: inout TxBuffers, counters: UnsafeMutablePointer<WorkerCounters>) {
+        let route = engine.destRoutes[Int(v.destID)]
+        let e = router.egress(for: v.nextHop)
+        guard let src = router.address(of: e.port, family: v.nextHop.family),
+              let mac = router.neighbour(e.nextHop) else {
+            counters.pointee.dropped &+= 1
+            sy_mbuf_free(m)
+            return
+        }
+        let hlen = Tunnel.headerLength(route.tunnelType, outerIsV6: !v.nextHop.isV4, flags: route.tunnelFlags)
+        guard let start = sy_mbuf_prepend(m, UInt16(hlen)) else {
+            counters.pointee.dropped &+= 1
+            sy_mbuf_free(m)
+            return
+        }
+        ipID &+= 1
+        let newLen = Tunnel.encapsulate(start, inner: info, type: route.tunnelType, flags: route.tunnelFlags,
+                                        source: src, destination: v.nextHop, port: route.tunnelPort, ipID: ipID,
+                                        flowHash: Tunnel.flowHash(info))
+        if newLen == 0 {
+            counters.pointee.dropped &+= 1
+            sy_mbuf_free(m)
+            return
+        }
+        let total = Int(sy_mbuf_data_len(m))
+        if total > newLen { _ = sy_mbuf_trim(m, UInt16(total - newLen)) }
+        Ethernet.setAddresses(start, destination: mac, source: router.portMACs[e.port] ?? MACAddress(0))
+        tx.add(m, port: e.port, counters: counters)
+    }
+
+    /// Build the ICMP error in a fresh mbuf and send it back where the packet came from.
+    mutating func sendICMP(_ m: OpaquePointer, _ p: UnsafeMutableRawPointer, _ info: PacketInfo, _ v: Verdict,
+                           rxPort: UInt16, tx: inout TxBuffers, counters: UnsafeMutablePointer<WorkerCounters>) {
+        guard ICMP.mayReportError(UnsafeRawPointer(p), info: info, packetTooBig: v.icmpType == ICMPv6Type.packetTooBig && info.isIPv6),
+              let f = sy_mbuf_alloc(pool) else { return }
+        let d = sy_mbuf_data(f).unsafelyUnwrapped
+        let cap = Int(sy_mbuf_tailroom(f))
+        let back = Ethernet.source(UnsafeRawPointer(p))
+        let me = router.portMACs[rxPort] ?? MACAddress(0)
+        let n: Int
+        switch (v.reason, info.isIPv6) {
+        case (.ttlExpired, _):
+            n = ICMP.buildTimeExceeded(original: UnsafeRawPointer(p), info: info, source: v.icmpSource,
+                                       destinationMAC: back, sourceMAC: me, into: d, capacity: cap)
+        case (.tooBig, _):
+            n = ICMP.buildTooBig(original: UnsafeRawPointer(p), info: info, mtu: Int(v.icmpMTU), source: v.icmpSource,
+                                 destinationMAC: back, sourceMAC: me, into: d, capacity: cap)
+        default:
+            n = ICMP.buildPortUnreachable(original: UnsafeRawPointer(p), info: info, source: v.icmpSource,
+                                          destinationMAC: back, sourceMAC: me, into: d, capacity: cap)
+        }
+        if n == 0 { sy_mbuf_free(f); return }
+        sy_mbuf_set_len(f, UInt16(n))
+        counters.pointee.icmpSent &+= 1
+        tx.add(f, port: rxPort, counters: counters)
+    }
+}
