@@ -40,12 +40,14 @@ test: deps build unit integration
 run: build
 	@mkdir -p $(DEMO_DIR)
 	$(PYTHON) Tests/Integration/demo.py $(DEMO_DIR)
-	$(BIN) -l 0 --no-huge -m 512 --no-pci --no-shconf --log-level=lib.eal:error \
+	$(BIN) -l 0 --no-huge -m 512 --no-pci --no-shconf --no-telemetry --log-level=lib.eal:error \
 	  --vdev 'net_pcap0,rx_pcap=$(DEMO_DIR)/in.pcap,tx_pcap=$(DEMO_DIR)/out.pcap' -- \
-	  --config Tests/Integration/fixtures/demo.rules --neigh 10.0.0.11=02:00:00:00:01:0b \
-	  --neigh 10.0.0.12=02:00:00:00:01:0c --neigh 10.0.0.13=02:00:00:00:01:0d \
-	  --neigh 198.51.100.1=02:00:00:00:00:fe --port-addr 0:198.51.100.2/24 \
-	  --clock packet --exit-on-idle 300 --dump-on-exit --stats-period 1
+	  --config Tests/Integration/fixtures/demo.rules \
+	  --port-addr 0:10.0.0.1/24 --port-addr 0:198.51.100.2/24 --route 0.0.0.0/0=198.51.100.1 \
+	  --neigh 10.0.0.11=02:00:00:00:01:0b --neigh 10.0.0.12=02:00:00:00:01:0c \
+	  --neigh 10.0.0.13=02:00:00:00:01:0d --neigh 10.0.0.21=02:00:00:00:01:15 \
+	  --neigh 10.0.0.22=02:00:00:00:01:16 --neigh 198.51.100.1=02:00:00:00:00:fe \
+	  --clock packet --exit-on-idle 300 --dump-on-exit > $(DEMO_DIR)/run.log
 	$(PYTHON) Tests/Integration/demo.py --summary $(DEMO_DIR)
 
 bench: build
