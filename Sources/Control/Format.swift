@@ -80,17 +80,24 @@ func addrPortText(_ a: IPAddress, _ port: UInt16, proto: IPProtocol, numeric: Bo
 
 // MARK: - Sorting (libipvs ipvs_cmp_services / ipvs_cmp_dests, glibc qsort)
 
+/// The four 32-bit words (host order) of `union nf_inet_addr`: an IPv4
+/// address sits in the first word, the others are zero.
+func unionWords(_ a: IPAddress) -> (UInt32, UInt32, UInt32, UInt32) {
+    a.isV4 ? (a.v4, 0, 0, 0) : a.v6Words
+}
+
 /// `(int)(ntohl(a) - ntohl(b))`, word by word for IPv6 (first non-zero).
+/// `family` is the first entry's (a tunnel dest may differ from its peers).
 func addressDifference(_ a: IPAddress, _ b: IPAddress, family: AddressFamily) -> Int32 {
+    let wa = unionWords(a), wb = unionWords(b)
     if family == .inet6 {
-        let wa = a.v6Words, wb = b.v6Words
         for (x, y) in [(wa.0, wb.0), (wa.1, wb.1), (wa.2, wb.2), (wa.3, wb.3)] {
             let r = Int32(bitPattern: x &- y)
             if r != 0 { return r }
         }
         return 0
     }
-    return Int32(bitPattern: a.v4 &- b.v4)
+    return Int32(bitPattern: wa.0 &- wb.0)
 }
 
 /// ipvs_cmp_services: fwmark, af, protocol, address, port; every
