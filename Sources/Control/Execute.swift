@@ -128,7 +128,8 @@ public func execute(_ cmd: IpvsadmCommand, on table: IPVSAdministrable,
                     return 1
                 }
                 output += cmd.json
-                    ? AdmJSON.services([s], size: env.tableSize, stats: env.stats, sorted: false)
+                    ? AdmJSON.services([s], size: env.tableSize, stats: env.stats,
+                                       sorted: !format.contains(.nosort))
                     : IpvsadmFormat.listService(s, format: format, stats: env.stats, names: env.names)
             } else if cmd.options.contains(.timeout) {
                 output += cmd.json ? AdmJSON.timeouts(table.timeouts) : IpvsadmFormat.timeouts(table.timeouts)
