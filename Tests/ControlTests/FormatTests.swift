@@ -61,6 +61,16 @@ final class FormatTests: XCTestCase {
         XCTAssertEqual(raw, ["-> 200.0.0.1:80", "-> 100.0.0.1:80", "-> 1.0.0.1:80"])
     }
 
+    func testNosortPrintsKernelHashOrder() {
+        let t = IPVSTable()
+        for l in ["-A -t 10.0.0.3:80", "-A -u 10.0.0.1:53", "-A -f 9", "-A -t 10.0.0.1:80", "-A -t 10.0.0.2:443"] { adm(l, t) }
+        let names = adm("-Ln --nosort", t).0.split(separator: "\n").dropFirst(3).map(String.init)
+        let expected = t.services.map { IpvsadmFormat.serviceEntry($0, format: [.numeric], names: .numericOnly) }
+            .map { String($0.dropLast()) }
+        XCTAssertEqual(names, expected)
+        XCTAssertEqual(adm("-Ln --sort", t).0, adm("-Ln", t).0)
+    }
+
     func testDestsSortByPortAfterAddress() {
         let t = IPVSTable()
         adm("-A -t 5.5.5.5:80", t)
