@@ -112,6 +112,22 @@ public func execute(_ cmd: IpvsadmCommand, on table: IPVSAdministrable,
         errors += ipvsErrorMessage(e, command: cmd.kind) + "\n"
         return 255
     }
+    // Commands built by hand rather than parsed may lack what parsing
+    // guarantees; refuse them the way generic_opt_check would.
+    let needsService: Set<IpvsadmCommandKind> = [.addService, .editService, .deleteService,
+                                                 .addServer, .editServer, .deleteServer]
+    if needsService.contains(cmd.kind) && cmd.service == nil {
+        errors += "You need to supply the 'service-address' option for the '\(cmd.kind.rawValue)' command\n"
+        return 2
+    }
+    if [.addServer, .editServer, .deleteServer].contains(cmd.kind) && cmd.dest == nil {
+        errors += "You need to supply the 'real-server' option for the '\(cmd.kind.rawValue)' command\n"
+        return 2
+    }
+    if (cmd.kind == .startDaemon || cmd.kind == .stopDaemon) && cmd.daemon == nil {
+        errors += "illegal start-daemon parameter specified\n"
+        return 2
+    }
     do throws(IPVSError) {
         switch cmd.kind {
         case .help:

@@ -164,6 +164,13 @@ final class ExecuteTests: XCTestCase {
         XCTAssertEqual(adm("--help", IPVSTable()).2, 0)
     }
 
+    func testHandBuiltCommandsMissingParts() {
+        var out = "", err = ""
+        XCTAssertEqual(execute(IpvsadmCommand(kind: .addServer), on: IPVSTable(), environment: testEnv(),
+                               output: &out, errors: &err), 2)
+        XCTAssertEqual(err, "You need to supply the 'service-address' option for the 'add-server' command\n")
+    }
+
     func testParseErrorsThroughRunIpvsadm() {
         let (out, err, rc) = adm("-a -t 1.2.3.4:80 -r 5.6.7.8 -w 70000", IPVSTable())
         XCTAssertEqual(out, "")
