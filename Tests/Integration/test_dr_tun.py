@@ -1,0 +1,238 @@
+"""LVS/DR and LVS/TUN on the wire (IPVS_SEMANTICS §7 DR and TUN, DESIGN
+"Egress"/"TUN").
+
+DR: only the MACs change; the IP packet is the same except TTL / hop limit
+minus one (and the IPv4 header checksum).
+
+TUN: every encapsulation the spec lists, over IPv4 and IPv6: IPIP (proto 4,
+IPv6-in-IPv6 next header 41), GUE (UDP to --tun-port, checksum 0 with
+--tun-nocsum and valid with --tun-csum, 4-byte GUE header carrying 4 / 41),
+GRE (protocol 0x0800 / 0x86DD, with and without the checksum flag). The
+outer header: TTL = inner TTL after the decrement, DF copied from the inner
+header, DS field with ECN per INET_ECN_encapsulate (CE becomes ECT(0)),
+source = the egress port's address, destination = the real server. The
+inner packet is byte-identical to the received one except TTL / checksum.
+
+All flows go through one run; tshark validates every frame (checksums on)
+and, separately, every decapsulated inner packet."""
+
+import struct
+
+import pytest
+from scapy.all import IP, TCP, UDP, IPv6, Raw
+
+from pathcheck import (CLIENT4, CLIENT6, PORT4, PORT6, PORT_MAC, RS, VIP4, VIP6, check_bytes_with_tshark,
+                       check_run_captures, dec_ttl, from_client, inet_checksum, l3_bytes, run_lb,
+                       tshark_frames)
+
+GUE_PORT = 6080
+
+# (name, tunnel options, RS v4, RS v6); the VIP port is 81 + index.
+TUNNELS = [
+    ("ipip", "--tun-type ipip", "10.0.0.21", "2001:db8:a::21"),
+    ("gue-nocsum", "--tun-type gue --tun-port %d --tun-nocsum" % GUE_PORT, "10.0.0.22", "2001:db8:a::22"),
+    ("gue-csum", "--tun-type gue --tun-port %d --tun-csum" % GUE_PORT, "10.0.0.23", "2001:db8:a::23"),
+    ("gre-nocsum", "--tun-type gre --tun-nocsum", "10.0.0.24", "2001:db8:a::24"),
+    ("gre-csum", "--tun-type gre --tun-csum", "10.0.0.25", "2001:db8:a::25"),
+]
+DR4, DR6 = "10.0.0.12", "2001:db8:a::12"
+
+
+def _rules():
+    lines = ["-A -t %s:90 -s rr" % VIP4, "-a -t %s:90 -r %s:90 -g -w 1" % (VIP4, DR4),
+             "-A -u %s:7777 -s rr" % VIP4, "-a -u %s:7777 -r %s:7777 -g -w 1" % (VIP4, DR4),
+             "-A -t [%s]:90 -s rr" % VIP6, "-a -t [%s]:90 -r [%s]:90 -g -w 1" % (VIP6, DR6)]
+    for i, (_, opts, r4, r6) in enumerate(TUNNELS):
+        port = 81 + i
+        lines += ["-A -t %s:%d -s rr" % (VIP4, port), "-a -t %s:%d -r %s:%d -i -w 1 %s" % (VIP4, port, r4, port, opts),
+                  "-A -t [%s]:%d -s rr" % (VIP6, port),
+                  "-a -t [%s]:%d -r [%s]:%d -i -w 1 %s" % (VIP6, port, r6, port, opts)]
+    return "\n".join(lines) + "\n"
+
+
+# DS field cases: (inner tos / traffic class, expected outer, DF on IPv4 inner).
+DS_CASES = [(0xB8 | 3, 0xB8 | 2, True),    # EF + CE: DSCP copied, CE becomes ECT(0)
+            (0x00 | 1, 0x00 | 1, False),   # ECT(1) copied, no DF
+            (0x28 | 2, 0x28 | 2, True),    # AF11 + ECT(0)
+            (0x48, 0x48, False)]           # Not-ECT
+
+
+def _packets():
+    """(kind, tunnel index or None, input L3)."""
+    out = []
+    # DR.
+    out.append(("dr", None, IP(src=CLIENT4, dst=VIP4, ttl=64, id=7, flags="DF") /
+                TCP(sport=41000, dport=90, flags="S", seq=1) / Raw(b"dr-syn")))
+    out.append(("dr", None, IP(src=CLIENT4, dst=VIP4, ttl=3, id=8, tos=0x10) /
+                TCP(sport=41000, dport=90, flags="PA", seq=2, ack=9) / Raw(b"dr-data" * 50)))
+    out.append(("dr", None, IP(src=CLIENT4, dst=VIP4, ttl=64) / UDP(sport=41001, dport=7777, chksum=0) /
+                Raw(b"dr-udp-zero-checksum-left-alone")))
+    out.append(("dr", None, IPv6(src=CLIENT6, dst=VIP6, hlim=64, tc=0x22, fl=0x12345) /
+                TCP(sport=41000, dport=90, flags="S") / Raw(b"dr6")))
+    # TUN: per encapsulation, IPv4 and IPv6 inner, each DS case, TTL varying.
+    for i, _ in enumerate(TUNNELS):
+        port = 81 + i
+        for k, (tos, _, df) in enumerate(DS_CASES):
+            out.append(("tun4", i, IP(src=CLIENT4, dst=VIP4, ttl=64 - 10 * k, tos=tos, id=1000 + k,
+                                      flags="DF" if df else 0) /
+                        TCP(sport=42000 + i, dport=port, flags="S" if k == 0 else "PA", seq=k) /
+                        Raw(bytes([k]) * (10 + 100 * k))))
+            out.append(("tun6", i, IPv6(src=CLIENT6, dst=VIP6, hlim=64 - 10 * k, tc=tos, fl=0xABCDE) /
+                        TCP(sport=42000 + i, dport=port, flags="S" if k == 0 else "PA", seq=k) /
+                        Raw(bytes([k]) * (10 + 100 * k))))
+    return out
+
+
+PACKETS = _packets()
+
+
+@pytest.fixture(scope="module")
+def run():
+    return run_lb(_rules(), [from_client(l3) for _, _, l3 in PACKETS])
+
+
+def test_all_forwarded_and_valid(run):
+    # GUE over IPv6 without checksum: UDP checksum 0 is what the spec sends
+    # (--tun-nocsum); tshark's only complaint about those frames is tolerated.
+    zero = [n + 1 for n, (kind, i, _) in enumerate(PACKETS) if kind == "tun6" and TUNNELS[i][0] == "gue-nocsum"]
+    rows = check_run_captures(run, expect_frames=len(PACKETS), zero_udp6=zero)
+    assert len(run.out) == len(PACKETS)
+    lc = run.lcore_counters()[0]
+    assert lc["drop"] == 0 and lc["malformed"] == 0 and lc["tx"] == len(PACKETS)
+    # GRE with the checksum flag: tshark verifies that checksum too (gre.checksum.status, in
+    # STATUS_FIELDS), so it must have been seen as good.
+    gre_csum = [r for r in rows if r["gre.checksum.status"]]
+    assert gre_csum and all(r["gre.checksum.status"] == ["1"] for r in gre_csum)
+
+
+def _cases(kind):
+    return [(n, PACKETS[n]) for n in range(len(PACKETS)) if PACKETS[n][0] == kind]
+
+
+def test_dr_changes_only_macs_and_ttl(run):
+    """DR: destination MAC = the RS's neighbour MAC, source = our port; the IP
+    packet is identical but for TTL-1 and the IPv4 header checksum (VIP kept
+    as destination, UDP checksum 0 left alone, IPv6 flow label kept)."""
+    for n, (_, _, l3) in _cases("dr"):
+        out = run.out[n]
+        rs = DR6 if l3.version == 6 else DR4
+        assert (out.src, out.dst) == (PORT_MAC, RS[rs]), n
+        assert l3_bytes(out) == dec_ttl(bytes(l3)), n
+
+
+def _split_outer(frame):
+    """(outer IP scapy layer, encapsulation header bytes, inner IP bytes)."""
+    b = bytes(frame)[14:]
+    if b[0] >> 4 == 4:
+        outer = IP(b)
+        hl, total = outer.ihl * 4, outer.len
+        proto = outer.proto
+    else:
+        outer = IPv6(b)
+        hl, total = 40, 40 + outer.plen
+        proto = outer.nh
+    payload = b[hl:total]
+    if proto == 17:
+        return outer, proto, payload[:12], payload[12:]
+    if proto == 47:
+        glen = 8 if payload[0] & 0x80 else 4
+        return outer, proto, payload[:glen], payload[glen:]
+    return outer, proto, b"", payload
+
+
+@pytest.mark.parametrize("family", ["tun4", "tun6"])
+@pytest.mark.parametrize("tidx", range(len(TUNNELS)), ids=[t[0] for t in TUNNELS])
+def test_tunnel(run, family, tidx):
+    name, _, r4, r6 = TUNNELS[tidx]
+    cases = [(n, l3) for n, (_, i, l3) in _cases(family) if i == tidx]
+    assert len(cases) == len(DS_CASES)
+    inners = []
+    gue_sports = set()
+    for (n, l3), (tos, want_ds, df) in zip(cases, DS_CASES):
+        out = run.out[n]
+        v6 = family == "tun6"
+        rs = r6 if v6 else r4
+        assert (out.src, out.dst) == (PORT_MAC, RS[rs]), (name, n)
+        outer, proto, encap, inner = _split_outer(out)
+        want_inner = dec_ttl(bytes(l3))
+        assert inner == want_inner, "%s #%d: inner packet changed" % (name, n)
+        inners.append(inner)
+        inner_ttl = want_inner[7] if v6 else want_inner[8]
+        inner_proto = 41 if v6 else 4
+        encap_len = {"ipip": 0, "gue-nocsum": 12, "gue-csum": 12, "gre-nocsum": 4, "gre-csum": 8}[name]
+        want_proto = {"ipip": inner_proto, "gue-nocsum": 17, "gue-csum": 17, "gre-nocsum": 47, "gre-csum": 47}[name]
+        assert len(encap) == encap_len and proto == want_proto, (name, n, proto, encap)
+        if v6:
+            # Outer IPv6 (the RS is IPv6): next header, hop limit, TC, flow label 0, addresses.
+            assert outer.version == 6
+            assert outer.hlim == inner_ttl, (name, n, outer.hlim, inner_ttl)
+            assert outer.tc == want_ds, (name, n, hex(outer.tc), hex(want_ds))
+            assert outer.fl == 0
+            assert outer.plen == encap_len + len(inner)
+            assert (outer.src, outer.dst) == (PORT6, rs)
+        else:
+            assert outer.version == 4 and outer.ihl == 5
+            assert outer.ttl == inner_ttl, (name, n, outer.ttl, inner_ttl)
+            assert outer.tos == want_ds, (name, n, hex(outer.tos), hex(want_ds))
+            assert bool(outer.flags.DF) == df and not outer.flags.MF and outer.frag == 0, (name, n, outer.flags)
+            assert outer.len == 20 + encap_len + len(inner)
+            assert (outer.src, outer.dst) == (PORT4, rs)
+            assert inet_checksum(bytes(out)[14:34]) == 0
+        if name.startswith("gue"):
+            sport, dport, ulen, uck = struct.unpack("!HHHH", encap[:8])
+            assert dport == GUE_PORT and ulen == 12 + len(inner), (name, n)
+            assert 32768 <= sport <= 60999, sport   # udp_flow_src_port: the local port range
+            gue_sports.add(sport)
+            # GUE header: version 0, C 0, hlen 0; proto/ctype = 4 or 41; flags 0.
+            assert encap[8:12] == bytes([0, inner_proto, 0, 0]), (name, encap[8:12].hex())
+            if name == "gue-nocsum":
+                assert uck == 0, (name, n, hex(uck))
+            else:
+                assert uck != 0
+                if v6:
+                    ph = bytes(outer)[8:40] + struct.pack("!I3xB", ulen, 17)
+                else:
+                    ph = bytes(outer)[12:20] + struct.pack("!BBH", 0, 17, ulen)
+                assert inet_checksum(ph + encap + inner) == 0, (name, n, "bad GUE UDP checksum")
+        if name.startswith("gre"):
+            flags_ver, gproto = struct.unpack("!HH", encap[:4])
+            assert gproto == (0x86DD if v6 else 0x0800), (name, hex(gproto))
+            if name == "gre-csum":
+                assert flags_ver == 0x8000, hex(flags_ver)     # C bit, no key/seq, version 0
+                assert encap[6:8] == b"\0\0"                    # reserved1
+                assert inet_checksum(encap + inner) == 0, (name, n, "bad GRE checksum")
+            else:
+                assert flags_ver == 0x0000, hex(flags_ver)
+    if name.startswith("gue"):
+        # One flow (same inner addresses and ports) keeps one source port.
+        assert len(gue_sports) == 1, gue_sports
+    # The decapsulated packets are valid for tshark too (checksums on).
+    check_bytes_with_tshark(inners)
+
+
+def test_tshark_sees_the_encapsulation(run):
+    """tshark's decode: IPIP / IPv6-in-IPv6 and GRE are recognised, with the
+    expected outer and inner addresses (inner destination = VIP)."""
+    rows = tshark_frames(run.out_paths[0], ["frame.protocols", "ip.src", "ip.dst", "ipv6.src", "ipv6.dst",
+                                            "gre.proto", "udp.dstport"])
+    for n, (kind, i, l3) in enumerate(PACKETS):
+        if kind == "dr":
+            continue
+        name = TUNNELS[i][0]
+        r = rows[n]
+        proto = r["frame.protocols"][0]
+        v6 = kind == "tun6"
+        addrs = (r["ipv6.src"], r["ipv6.dst"]) if v6 else (r["ip.src"], r["ip.dst"])
+        rs = TUNNELS[i][3] if v6 else TUNNELS[i][2]
+        if name == "ipip" or name.startswith("gre"):
+            fam = "ipv6" if v6 else "ip"
+            mid = ":gre:" if name.startswith("gre") else ":"
+            assert proto.startswith("eth:ethertype:%s%s%s:tcp" % (fam, mid, fam)), (name, proto)
+            outer = PORT6 if v6 else PORT4
+            client = CLIENT6 if v6 else CLIENT4
+            vip = VIP6 if v6 else VIP4
+            assert addrs == ([outer, client], [rs, vip]), (name, addrs)
+            if name.startswith("gre"):
+                assert r["gre.proto"] == ["0x86dd" if v6 else "0x0800"], (proto, r["gre.proto"])
+        else:
+            assert r["udp.dstport"][:1] == [str(GUE_PORT)], r["udp.dstport"]
