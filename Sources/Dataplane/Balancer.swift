@@ -95,6 +95,8 @@ public struct Balancer: BurstProcessor {
     }
 
     public mutating func idle(counters: UnsafeMutablePointer<WorkerCounters>) {
+        // A burst boundary: configuration changes and requests are applied here.
+        engine.drainInbox()
         if !packetClock { engine.advance(to: tscMicros()) }
         counters.pointee.connsLive = UInt64(engine.liveConnections)
     }

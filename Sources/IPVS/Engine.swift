@@ -90,6 +90,7 @@ public struct DestRoute {
 public final class Engine {
     public var v4: ConnTable
     public var v6: ConnTable
+    /// This worker's replica of the service table (see Replication.swift).
     public let table: IPVSTable
     public var settings: EngineSettings
     /// Per-worker statistics, indexed by dest id and service id.
@@ -124,18 +125,38 @@ public final class Engine {
     /// Per-state timeouts in ms (TCP states by raw value, then UDP), copied
     /// from the table so the packet path reads plain memory.
     let timeoutsMs = UnsafeMutablePointer<UInt32>.allocate(capacity: TCPState.count + 1)
-    /// Workers other than the first keep their own scheduler state (rr
-    /// position, wrr weights, lblc caches) over the shared dest counters.
-    public var privateSchedulers = false
-    private var schedulers: [ObjectIdentifier: Scheduler] = [:]
+    /// Changes and requests from the control side, drained between bursts.
+    public let inbox = MessageRing()
 
+    /// Apply everything the control side has queued (call at a burst
+    /// boundary: no packet of this worker is in flight).
     @inline(__always)
-    func scheduler(for svc: Service) -> Scheduler? {
-        guard privateSchedulers else { return svc.scheduler }
-        if let s = schedulers[ObjectIdentifier(svc)], s.name == svc.schedulerName { return s }
-        let s = Schedulers.make(svc.schedulerName, for: svc)
-        schedulers[ObjectIdentifier(svc)] = s
-        return s
+    public func drainInbox() {
+        if inbox.isEmpty { return }
+        drainInboxSlow()
+    }
+
+    func drainInboxSlow() {
+        var changed = false
+        while let m = inbox.pop() {
+            switch m {
+            case .change(let c):
+                // Dests whose packet-path copy must be refreshed besides the live ones.
+                var touched: [Dest] = []
+                switch c {
+                case .destAdded(_, let d), .destEdited(_, let d), .destDeleted(_, let d): touched = [d]
+                case .serviceDeleted(let k): touched = table.service(for: k)?.dests ?? []
+                default: break
+                }
+                table.apply(c)
+                for d in touched { updateRoute(d) }
+                changed = true
+            case .listConnections(let req):
+                req.records = connections()
+                req.done.store(true, ordering: .releasing)
+            }
+        }
+        if changed { configurationChanged() }
     }
 
     /// Re-read everything the packet path copies out of the configuration.
@@ -144,7 +165,6 @@ public final class Engine {
         let t = table.timeouts
         for st in TCPState.allCases { timeoutsMs[Int(st.rawValue)] = st.timeout(t) &* 1000 }
         timeoutsMs[TCPState.count] = t.udp &* 1000
-        schedulers.removeAll()
     }
 
     /// Copy the per-dest data the packet path reads (after any configuration change).
@@ -539,7 +559,7 @@ public final class Engine {
             }
             return nil
         }
-        guard let sched = scheduler(for: svc), let dest = sched.schedule(svc, input) else {
+        guard let sched = svc.scheduler, let dest = sched.schedule(svc, input) else {
             logNoDest(svc)
             return nil
         }
@@ -620,7 +640,7 @@ public final class Engine {
             }
         }
         if template == nil {
-            guard let sched = scheduler(for: svc), let d = sched.schedule(svc, input) else {
+            guard let sched = svc.scheduler, let d = sched.schedule(svc, input) else {
                 logNoDest(svc)
                 return nil
             }

@@ -34,6 +34,24 @@ public final class IPVSTable {
     /// `--set tcp tcpfin udp` values.
     public private(set) var timeouts = TimeoutSettings()
 
+    /// Told of every change, in order, after it is made (the data plane's
+    /// per-worker replicas follow the table through it; see Replication.swift).
+    public var observer: ((TableChange) -> Void)?
+    /// Changes made while no observer was set, so that replicas created
+    /// later (the workers, at start-up) can replay the exact history.
+    private var pendingHistory: [TableChange] = []
+
+    private func emit(_ c: TableChange) {
+        if let o = observer { o(c) } else { pendingHistory.append(c) }
+    }
+
+    /// The changes made before an observer was set, in order (and forget them).
+    public func history() -> [TableChange] {
+        pendingHistory
+    }
+
+    public func forgetHistory() { pendingHistory = [] }
+
     /// Sums of the raw cumulative counters, supplied by the engine; nil
     /// reads as all zero.
     public var rawStats: ((StatsOwner) -> StatsCounters)?
@@ -160,13 +178,18 @@ public final class IPVSTable {
     /// Packets of <proto, addr, port> carry `mark` (port 0: any port).
     public func setFwmarkMatch(mark: UInt32, proto: IPProtocol, addr: IPAddress, port: UInt16) {
         fwmarkMatches[FwmarkMatchKey(proto: proto, addr: addr, port: port)] = mark
+        emit(.fwmarkMatch(mark: mark, proto: proto, addr: addr, port: port))
     }
 
     public func removeFwmarkMatch(proto: IPProtocol, addr: IPAddress, port: UInt16) {
         fwmarkMatches[FwmarkMatchKey(proto: proto, addr: addr, port: port)] = nil
+        emit(.fwmarkMatch(mark: nil, proto: proto, addr: addr, port: port))
     }
 
     public func removeFwmarkMatches(mark: UInt32) {
+        for (k, v) in fwmarkMatches where v == mark {
+            emit(.fwmarkMatch(mark: nil, proto: k.proto, addr: k.addr, port: k.port))
+        }
         fwmarkMatches = fwmarkMatches.filter { $0.value != mark }
     }
 
@@ -231,6 +254,7 @@ public final class IPVSTable {
         case .fwmark(let m, _):
             fwmTable[IPVSTable.fwmarkHash(m)].insert(svc, at: 0)
         }
+        emit(.serviceAdded(ServiceConfig(svc)))
         return svc
     }
 
@@ -242,7 +266,8 @@ public final class IPVSTable {
         try IPVSTable.checkSchedulerAndEngine(spec)
         let mask = try IPVSTable.netmask(for: spec)
 
-        if spec.scheduler != svc.schedulerName {
+        let rebind = spec.scheduler != svc.schedulerName
+        if rebind {
             svc.scheduler = nil                          // done_service
             svc.schedulerName = spec.scheduler
             svc.scheduler = Schedulers.make(spec.scheduler, for: svc)   // init_service
@@ -251,6 +276,7 @@ public final class IPVSTable {
         svc.timeout = spec.timeout
         svc.netmask = mask
         svc.persistenceEngine = spec.persistenceEngine.flatMap { $0.isEmpty ? nil : $0 }
+        emit(.serviceEdited(ServiceConfig(svc), schedulerChanged: rebind))
     }
 
     /// `-D`.
@@ -282,6 +308,7 @@ public final class IPVSTable {
         }
         if svc.port == 21 { ftpServiceCount -= 1 } else if svc.port == 0 { portZeroServiceCount -= 1 }
         releaseServiceIfUnused(svc)
+        emit(.serviceDeleted(svc.key))
     }
 
     private func releaseServiceIfUnused(_ svc: Service) {
@@ -365,6 +392,7 @@ public final class IPVSTable {
         svc.dests.remove(at: i)
         svc.scheduler?.delDest(svc, dest)
         moveToTrash(dest, of: svc)
+        emit(.destDeleted(svc.key, dest))
     }
 
     /// `__ip_vs_update_dest`.
@@ -388,8 +416,10 @@ public final class IPVSTable {
         if add {
             svc.dests.insert(dest, at: 0)
             svc.scheduler?.addDest(svc, dest)
+            emit(.destAdded(svc.key, dest))
         } else {
             svc.scheduler?.updDest(svc, dest)
+            emit(.destEdited(svc.key, dest))
         }
     }
 
@@ -424,6 +454,7 @@ public final class IPVSTable {
             destIds.release(d.id)
             let owner = trashOwners.removeValue(forKey: d.id)
             freed.append(d)
+            emit(.destPurged(d.id))
             if let o = owner { releaseServiceIfUnused(o) }
         }
         return freed
@@ -492,6 +523,74 @@ public final class IPVSTable {
         if tcp != 0 { timeouts.tcp = UInt32(tcp) }
         if tcpfin != 0 { timeouts.tcpFin = UInt32(tcpfin) }
         if udp != 0 { timeouts.udp = UInt32(udp) }
+        emit(.timeouts(timeouts))
+    }
+
+    // MARK: - Replication (a worker's copy of the table)
+
+    /// Apply one change made to the master table to this replica. The
+    /// replica shares the master's Dest objects (so connection counters are
+    /// global) but has its own Service objects and scheduler instances, and
+    /// runs the same scheduler hooks in the same order as the master did.
+    /// It never changes a Dest: the master already did.
+    public func apply(_ change: TableChange) {
+        switch change {
+        case .serviceAdded(let c):
+            let svc = Service(key: c.key, id: c.id, schedulerName: c.schedulerName, flags: c.flags,
+                              timeout: c.timeout, netmask: c.netmask)
+            svc.persistenceEngine = c.persistenceEngine
+            svc.scheduler = Schedulers.make(c.schedulerName, for: svc)
+            servicesById[svc.id] = svc
+            if svc.port == 21 { ftpServiceCount += 1 } else if svc.port == 0 { portZeroServiceCount += 1 }
+            switch svc.key {
+            case .address(let p, let a, let pt):
+                svcTable[IPVSTable.serviceHash(proto: p.rawValue, addr: a, port: pt)].insert(svc, at: 0)
+            case .fwmark(let m, _):
+                fwmTable[IPVSTable.fwmarkHash(m)].insert(svc, at: 0)
+            }
+        case .serviceEdited(let c, let rebind):
+            guard let svc = service(for: c.key) else { return }
+            if rebind {
+                svc.scheduler = nil
+                svc.schedulerName = c.schedulerName
+                svc.scheduler = Schedulers.make(c.schedulerName, for: svc)
+            }
+            svc.flags = c.flags
+            svc.timeout = c.timeout
+            svc.netmask = c.netmask
+            svc.persistenceEngine = c.persistenceEngine
+        case .serviceDeleted(let key):
+            guard let svc = service(for: key) else { return }
+            switch svc.key {
+            case .address(let p, let a, let pt):
+                svcTable[IPVSTable.serviceHash(proto: p.rawValue, addr: a, port: pt)].removeAll { $0 === svc }
+            case .fwmark(let m, _):
+                fwmTable[IPVSTable.fwmarkHash(m)].removeAll { $0 === svc }
+            }
+            svc.scheduler = nil
+            svc.isLinked = false
+            svc.dests = []
+            if svc.port == 21 { ftpServiceCount -= 1 } else if svc.port == 0 { portZeroServiceCount -= 1 }
+            servicesById[svc.id] = nil
+        case .destAdded(let key, let dest):
+            guard let svc = service(for: key) else { return }
+            destsById[dest.id] = dest
+            svc.dests.insert(dest, at: 0)
+            svc.scheduler?.addDest(svc, dest)
+        case .destEdited(let key, let dest):
+            guard let svc = service(for: key) else { return }
+            svc.scheduler?.updDest(svc, dest)
+        case .destDeleted(let key, let dest):
+            guard let svc = service(for: key), let i = svc.dests.firstIndex(where: { $0 === dest }) else { return }
+            svc.dests.remove(at: i)
+            svc.scheduler?.delDest(svc, dest)
+        case .destPurged(let id):
+            destsById[id] = nil
+        case .timeouts(let t):
+            timeouts = t
+        case .fwmarkMatch(let mark, let proto, let addr, let port):
+            fwmarkMatches[FwmarkMatchKey(proto: proto, addr: addr, port: port)] = mark
+        }
     }
 }
 

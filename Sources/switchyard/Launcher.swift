@@ -2,6 +2,7 @@
 import Control
 import Dataplane
 import IPVS
+import Synchronization
 import Wire
 #if canImport(Glibc)
 import Glibc
@@ -17,6 +18,7 @@ enum Launcher {
                 return failure.code
             }
         }
+        let socketPath = options.socketPath ?? AdminServer.defaultPath(filePrefix: filePrefix(ealArgs))
 
         let runtime: Runtime
         do {
@@ -33,22 +35,51 @@ enum Launcher {
         case .lb:
             var settings = EngineSettings()
             settings.mtu = options.mtu
-            for w in runtime.workers {
-                let e = Engine(table: table, capacity: options.maxConns, settings: settings)
-                e.privateSchedulers = w.index > 0
+            for _ in runtime.workers {
+                // Each worker balances with its own replica of the table, built
+                // by replaying the master's history and then fed its changes.
+                let replica = IPVSTable()
+                for c in table.history() { replica.apply(c) }
+                let e = Engine(table: replica, capacity: options.maxConns, settings: settings)
                 e.log = { FileHandleOut.stderr("IPVS: \($0)\n") }
                 engines.append(e)
+            }
+            let workerEngines = engines
+            table.forgetHistory()
+            table.observer = { change in
+                for e in workerEngines {
+                    // The ring is large; if a worker lags, wait for it (the control side may wait, workers never).
+                    while !e.inbox.push(.change(change)) { usleep(100) }
+                }
             }
             table.rawStats = { owner in rawStats(owner, engines) }
             let router = Router(options: options, ports: runtime.ports)
             let pool = runtime.pool!
             runtime.install { w in
-                Balancer(engine: engines[w.index], router: router, pool: pool, pairs: pairs,
+                return Balancer(engine: engines[w.index], router: router, pool: pool, pairs: pairs,
                          reasons: runtime.counters.reasonCounters(w.index), options: options)
             }
         }
+        let admin = AdminServer(path: socketPath) { req in
+            handle(req, table: table, engines: engines, options: options, workers: runtime.workers.count)
+        }
+        do {
+            try admin.start()
+        } catch {
+            FileHandleOut.stderr("switchyard: \(error)\n")
+            runtime.shutdown()
+            return 1
+        }
+        var lastEstimatorTick = 0.0, lastTrashPurge = 0.0
+        runtime.housekeeping = {
+            admin.poll()
+            let t = runtime.elapsedSeconds
+            if t - lastEstimatorTick >= 2 { lastEstimatorTick = t; table.tickEstimators() }
+            if t - lastTrashPurge >= 60 { lastTrashPurge = t; table.purgeTrash(now: t) }
+        }
         FileHandleOut.stdout("switchyard: ready\n")
         runtime.run()
+        admin.stop()
         FileHandleOut.stdout("switchyard: stopped after \(format3(runtime.elapsedSeconds)) s; final counters:\n")
         runtime.printCounters(final: true)
         printMalformed(runtime)
@@ -57,6 +88,50 @@ enum Launcher {
         }
         runtime.shutdown()
         return 0
+    }
+
+    /// EAL's --file-prefix, which names the default admin socket.
+    static func filePrefix(_ eal: [String]) -> String? {
+        for (i, a) in eal.enumerated() {
+            if a == "--file-prefix", i + 1 < eal.count { return eal[i + 1] }
+            if a.hasPrefix("--file-prefix=") { return String(a.dropFirst("--file-prefix=".count)) }
+        }
+        return nil
+    }
+
+    /// One admin request: the ipvsadm command runs on the control side's table;
+    /// changes reach the workers through their rings.
+    static func handle(_ req: AdminProtocol.Request, table: IPVSTable, engines: [Engine], options: Options,
+                       workers: Int) -> AdminProtocol.Response {
+        let env = AdmEnvironment(program: req.program, tableSize: options.maxConns * workers, stats: .table(table),
+                                 connections: { connectionRows(engines) }, daemons: daemons,
+                                 restoreInput: { req.input })
+        var out = "", err = ""
+        let rc = runIpvsadm(req.arguments, on: table, environment: env, output: &out, errors: &err)
+        return AdminProtocol.Response(status: rc, output: out, errors: err)
+    }
+
+    nonisolated(unsafe) static let daemons = SyncDaemonRegistry()
+
+    /// Ask every worker for its connection entries at its next burst boundary.
+    static func connectionRows(_ engines: [Engine]) -> [ConnectionRow] {
+        var rows: [ConnectionRow] = []
+        for e in engines {
+            let req = ConnectionListRequest()
+            while !e.inbox.push(.listConnections(req)) { usleep(100) }
+            var waited = 0
+            while !req.done.load(ordering: .acquiring) && waited < 5_000 {
+                usleep(200)
+                waited += 1
+            }
+            rows += req.records.map(row)
+        }
+        return rows
+    }
+
+    static func row(_ c: Engine.ConnectionRecord) -> ConnectionRow {
+        ConnectionRow(proto: c.proto, expiresSeconds: UInt32(clamping: c.expiresInSeconds), stateName: c.stateName,
+                      client: (c.client, c.cport), virtual: (c.vaddr, c.vport), dest: (c.daddr, c.dport))
     }
 
     /// Apply a rules file as `ipvsadm -R` would, but all or nothing: the
@@ -114,14 +189,8 @@ enum Launcher {
 
     /// `--dump-on-exit`: the `ipvsadm -L -n --stats`, `-L -n` and `-L -n -c` listings.
     static func dump(table: IPVSTable, engines: [Engine], options: Options, workers: Int) {
-        var rows: [ConnectionRow] = []
-        for e in engines {
-            for c in e.connections() {
-                rows.append(ConnectionRow(proto: c.proto, expiresSeconds: UInt32(clamping: c.expiresInSeconds),
-                                          stateName: c.stateName, client: (c.client, c.cport),
-                                          virtual: (c.vaddr, c.vport), dest: (c.daddr, c.dport)))
-            }
-        }
+        // The workers have stopped: their tables can be read directly.
+        let rows = engines.flatMap { $0.connections() }.map(row)
         let env = AdmEnvironment(program: "ipvsadm", tableSize: options.maxConns * workers,
                                  stats: .table(table), connections: { rows })
         var out = ""
