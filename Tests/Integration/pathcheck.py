@@ -189,6 +189,7 @@ def check_bytes_with_tshark(l3_packets, workdir=None):
 
 def l3_bytes(frame):
     """The IP packet of a frame (Ethernet padding removed)."""
+    frame = Ether(bytes(frame))
     if IP in frame:
         ip = frame[IP]
         return bytes(ip)[:ip.len]
