@@ -533,3 +533,123 @@ def check(capture, result, limit=12):
 def new_conn_decisions(capture):
     """(record, dest) for every new connection the model created."""
     return [(r, r.dest) for r in capture.records if r.outcome[0] == "fwd" and r.new]
+
+
+# ---------------------------------------------------------------- traffic mixes
+
+class Clients:
+    """Unique client (address, port) pairs from 100.64.0.0/10, or from a given
+    list of addresses."""
+
+    def __init__(self, rng):
+        self.rng = rng
+        self.used = set()
+
+    def addr(self):
+        r = self.rng
+        return "100.%d.%d.%d" % (64 + r.randrange(64), r.randrange(256), 1 + r.randrange(254))
+
+    def pair(self, addr=None):
+        while True:
+            a = addr or self.addr()
+            p = self.rng.randrange(1024, 65536)
+            if (a, p) not in self.used:
+                self.used.add((a, p))
+                return a, p
+
+
+def _j(rng):
+    return rng.randint(1, 40)
+
+
+def _hold(rng, lo=500, hi=40000):
+    return rng.randint(lo, hi)
+
+
+def tcp_steps(kind, rng, nat):
+    """One TCP connection's script. NAT kinds include the real server's
+    replies; DR kinds have client packets only (INPUT_ONLY)."""
+    j = lambda: _j(rng)
+    if kind == "full":          # NAT: ... -> CLOSE_WAIT -> TIME_WAIT (120 s); DR: -> FIN_WAIT (120 s)
+        if nat:
+            return [(0, "c:S"), (j(), "s:SA"), (j(), "c:A"), (j(), "c:PA"), (j(), "s:PA"), (_hold(rng), "c:PA"),
+                    (j(), "s:PA"), (j(), "c:FA"), (j(), "s:FA"), (j(), "c:A")]
+        return [(0, "c:S"), (j(), "c:A"), (j(), "c:PA"), (_hold(rng), "c:PA"), (j(), "c:FA"), (j(), "c:A")]
+    if kind == "halfclose":     # client FIN only: NAT CLOSE_WAIT (60 s), DR FIN_WAIT (120 s)
+        return [(0, "c:S"), (j(), "c:A"), (j(), "c:PA"), (_hold(rng), "c:FA"), (j(), "c:A")]
+    if kind == "syn_only":      # SYN_RECV, active for 60 s after the last SYN
+        steps = [(0, "c:S")]
+        if rng.random() < 0.5:
+            steps.append((3000, "c:S"))
+        return steps
+    if kind == "long":          # ESTABLISHED for 900 s
+        if nat:
+            return [(0, "c:S"), (j(), "s:SA"), (j(), "c:A"), (j(), "c:PA"), (j(), "s:PA")]
+        return [(0, "c:S"), (j(), "c:A"), (j(), "c:PA")]
+    if kind == "rst":           # CLOSE, 10 s
+        return [(0, "c:S"), (j(), "c:A"), (_hold(rng), "c:" + rng.choice(["R", "RA"]))]
+    if kind == "reuse_close":   # RST -> CLOSE, then a SYN from the same port reschedules
+        return tcp_steps("rst", rng, nat) + [(rng.randint(1000, 8000), "c:S"), (j(), "c:A"),
+                                             (_hold(rng), "c:R")]
+    if kind == "reuse_fin":     # NAT: TIME_WAIT -> new SYN reschedules; DR: FIN_WAIT -> same conn again
+        return tcp_steps("full", rng, nat) + [(rng.randint(2000, 100000), "c:S"), (j(), "c:A"),
+                                              (_hold(rng), "c:FA")]
+    if kind == "reuse_cw":      # NAT: CLOSE_WAIT -> SYN_RECV on the same conn, no rescheduling
+        return tcp_steps("halfclose", rng, nat) + [(rng.randint(2000, 50000), "c:S"), (j(), "c:A"),
+                                                   (_hold(rng), "c:R")]
+    if kind == "stray":         # no conn, no SYN: never scheduled
+        return [(0, "c:" + rng.choice(["A", "PA", "FA", "R", "RA"]))]
+    if kind == "synack":        # SYN+ACK from a client still schedules (active FTP rule)
+        return [(0, "c:SA"), (j(), "c:A"), (_hold(rng), "c:R")]
+    raise ValueError(kind)
+
+
+TCP_MIX = [("full", 25), ("halfclose", 10), ("syn_only", 15), ("long", 10), ("rst", 14), ("reuse_close", 6),
+           ("reuse_fin", 8), ("reuse_cw", 5), ("stray", 5), ("synack", 2)]
+
+
+def udp_steps(kind, rng, nat):
+    j = lambda: _j(rng)
+    if kind == "one":
+        return [(0, "u")]
+    if kind == "dialog":
+        steps = [(0, "u")]
+        if nat:
+            steps.append((j(), "us"))
+        steps += [(_hold(rng), "u")]
+        return steps
+    if kind == "again":         # the same client port after the 300 s timeout: a new conn
+        return [(0, "u"), (rng.randint(301000, 330000), "u")]
+    raise ValueError(kind)
+
+
+UDP_MIX = [("one", 50), ("dialog", 40), ("again", 10)]
+
+
+def pick(rng, mix):
+    total = sum(w for _, w in mix)
+    x = rng.randrange(total)
+    for k, w in mix:
+        if x < w:
+            return k
+        x -= w
+    raise AssertionError
+
+
+def add_phase(cap, rng, clients, start_ms, n, window_ms, proto, vips, vport, nat, mix=None, addrs=None,
+              steps_fn=None):
+    """n connections starting uniformly in [start, start+window) to random
+    VIPs of `vips` (all with port vport)."""
+    for _ in range(n):
+        t = start_ms + rng.randrange(window_ms)
+        a, p = clients.pair(rng.choice(addrs) if addrs else None)
+        vip = rng.choice(vips)
+        if steps_fn is not None:
+            kind, steps = steps_fn(rng)
+        elif proto == "tcp":
+            kind = pick(rng, mix or TCP_MIX)
+            steps = tcp_steps(kind, rng, nat)
+        else:
+            kind = pick(rng, mix or UDP_MIX)
+            steps = udp_steps(kind, rng, nat)
+        cap.script(t, proto, a, p, vip, vport, steps, tag=kind)

@@ -11,6 +11,7 @@ Nothing here is fast or clever on purpose: it is meant to be read next to the
 spec, one rule per line.
 """
 
+import collections
 import heapq
 import ipaddress
 import shlex
@@ -381,11 +382,31 @@ class OVF(Scheduler):
 
 
 class TWOS(Scheduler):
-    """Random; only its structure is checked (the chosen dest is eligible)."""
+    """Random, so not predicted. The tests replay Switchyard's own choices
+    through `oracle` {(client, cport, now): dest address or None} and check
+    that each one was eligible: weight > 0 and not OVERLOAD when it was made
+    (and that "no dest" happens only when nothing is eligible). Without an
+    oracle entry it takes the first eligible dest."""
     name = "twos"
 
+    def init_service(self, svc):
+        self.oracle = {}
+        self.violations = []
+
     def schedule(self, svc, pkt, now):
-        raise RuntimeError("twos is random: not modelled decision by decision")
+        eligible = [d for d in svc.dests if not d.overload and d.weight > 0]
+        key = (pkt["src"], pkt["sport"], now)
+        if key not in self.oracle:
+            return eligible[0] if eligible else None
+        addr = self.oracle[key]
+        if addr is None:
+            if eligible:
+                self.violations.append("%s: no dest while %s were eligible" % (key, eligible))
+            return None
+        d = [x for x in svc.dests if x.addr == addr][0]
+        if d not in eligible:
+            self.violations.append("%s: chose %r, not eligible (eligible: %s)" % (key, d, eligible))
+        return d
 
 
 class DH(Scheduler):
@@ -587,6 +608,7 @@ class LBLCR(Scheduler):
 
     def init_service(self, svc):
         self.cache = {}
+        self.erased = []
 
     @staticmethod
     def set_min(members):
@@ -637,6 +659,7 @@ class LBLCR(Scheduler):
                 if m is not None:
                     en["set"].remove(m)
                     en["lastmod"] = now
+                    self.erased.append((now, m.addr))
             if d is not None and not _lblc_is_overloaded(d, svc):
                 return d
             d = _weighted_least(svc.dests, Dest.overhead)
@@ -743,6 +766,7 @@ class IPVS:
         self.all_conns = set()
         self.now = 0
         self._tseq = 0
+        self.events = collections.Counter()
 
     # ---- configuration (ipvsadm -R lines)
     def load_rules(self, text):
@@ -810,10 +834,13 @@ class IPVS:
         else:
             d.active += 1
         if d.u_threshold != 0 and d.total() >= d.u_threshold:
+            if not d.overload:
+                self.events["overload-set"] += 1
             d.overload = True
 
     def _unbind(self, cp):
         d = cp.dest
+        was = d.overload
         if cp.template:
             d.persist -= 1
         elif cp.inactive:
@@ -828,6 +855,8 @@ class IPVS:
                 d.overload = False
         else:
             d.overload = False
+        if was and not d.overload:
+            self.events["overload-clear"] += 1
 
     def _arm(self, cp, at):
         cp.expires = at
@@ -845,6 +874,7 @@ class IPVS:
             return
         cp.alive = False
         self.all_conns.discard(cp)
+        self.events["expired-template" if cp.template else "expired"] += 1
         if cp.template:
             key = cp.tkey
             if self.templates.get(key) is cp:
@@ -982,6 +1012,7 @@ class IPVS:
             # conn_reuse_mode 1: a SYN on a TIME_WAIT/CLOSE conn reschedules; the old
             # conn is expired on the next tick (still counted while scheduling).
             old, cp = cp, None
+            self.events["reuse-reschedule"] += 1
         try:
             new = False
             if cp is None:
@@ -989,9 +1020,11 @@ class IPVS:
                 if svc is None:
                     return ("pass",)
                 if proto == "tcp" and ("R" in pkt["flags"] or "S" not in pkt["flags"]):
+                    self.events["not-scheduled"] += 1
                     return ("local",)
                 cp = self._schedule(svc, pkt, now)
                 if cp is None:
+                    self.events["no-dest"] += 1
                     return ("icmp-unreach",)
                 new = True
             svc = self.services[(proto, cp.vaddr, cp.vport)]
