@@ -9,6 +9,7 @@
 
 #include <rte_errno.h>
 #include <rte_eal.h>
+#include <rte_thash.h>
 
 volatile int sy_stop_requested = 0;
 
@@ -137,4 +138,40 @@ struct rte_ring *sy_ring_create(const char *name, unsigned count, int socket, bo
                                 bool single_consumer) {
     unsigned flags = (single_producer ? RING_F_SP_ENQ : 0) | (single_consumer ? RING_F_SC_DEQ : 0);
     return rte_ring_create(name, count, socket, flags);
+}
+
+uint16_t sy_port_reta_size(uint16_t port) {
+    struct rte_eth_dev_info di;
+    if (rte_eth_dev_info_get(port, &di) != 0) return 0;
+    return di.reta_size;
+}
+
+uint64_t sy_rss_types_src_only(void) {
+    return RTE_ETH_RSS_IP | RTE_ETH_RSS_TCP | RTE_ETH_RSS_UDP | RTE_ETH_RSS_L3_SRC_ONLY | RTE_ETH_RSS_L4_SRC_ONLY;
+}
+uint64_t sy_rss_types_dst_only(void) {
+    return RTE_ETH_RSS_IP | RTE_ETH_RSS_TCP | RTE_ETH_RSS_UDP | RTE_ETH_RSS_L3_DST_ONLY | RTE_ETH_RSS_L4_DST_ONLY;
+}
+
+int sy_port_rss_configure(uint16_t port, const uint8_t *key, uint8_t key_len, uint64_t types,
+                          const uint16_t *reta, uint16_t reta_size) {
+    struct rte_eth_rss_conf conf;
+    memset(&conf, 0, sizeof conf);
+    conf.rss_key = (uint8_t *)key;
+    conf.rss_key_len = key_len;
+    conf.rss_hf = types;
+    int rc = rte_eth_dev_rss_hash_update(port, &conf);
+    if (rc != 0) return rc;
+    if (reta_size == 0) return 0;
+    struct rte_eth_rss_reta_entry64 entries[RTE_ETH_RSS_RETA_SIZE_512 / RTE_ETH_RETA_GROUP_SIZE];
+    memset(entries, 0, sizeof entries);
+    for (uint16_t i = 0; i < reta_size && i < RTE_ETH_RSS_RETA_SIZE_512; i++) {
+        entries[i / RTE_ETH_RETA_GROUP_SIZE].mask |= UINT64_C(1) << (i % RTE_ETH_RETA_GROUP_SIZE);
+        entries[i / RTE_ETH_RETA_GROUP_SIZE].reta[i % RTE_ETH_RETA_GROUP_SIZE] = reta[i];
+    }
+    return rte_eth_dev_rss_reta_update(port, entries, reta_size);
+}
+
+uint32_t sy_softrss(const uint32_t *tuple, uint32_t len, const uint8_t *key) {
+    return rte_softrss((uint32_t *)tuple, len, key);
 }

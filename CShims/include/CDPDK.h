@@ -87,6 +87,17 @@ uint64_t sy_timestamp_rx_flag(void);
 /* Look the timestamp field up again (PMDs register it when the offload is enabled). */
 int sy_timestamp_lookup(void);
 
+/* RSS: the redirection table size (0 when the port has none), and programming
+ * the key, hash types and RETA (best effort: returns nonzero when the PMD
+ * refuses). `types` are RTE_ETH_RSS_* bits; `reta` maps entry -> queue. */
+uint16_t sy_port_reta_size(uint16_t port);
+int sy_port_rss_configure(uint16_t port, const uint8_t *key, uint8_t key_len, uint64_t types,
+                          const uint16_t *reta, uint16_t reta_size);
+uint64_t sy_rss_types_src_only(void);
+uint64_t sy_rss_types_dst_only(void);
+/* DPDK's own software Toeplitz over `len` 32-bit words (host order), for tests. */
+uint32_t sy_softrss(const uint32_t *tuple, uint32_t len, const uint8_t *key);
+
 /* ---------------------------------------------------------------- rings between lcores */
 
 struct rte_ring *sy_ring_create(const char *name, unsigned count, int socket, bool single_producer,

@@ -18,10 +18,18 @@ public struct Balancer: BurstProcessor {
     let tscHz: Double
     let tscStart: UInt64
     var lastPacketTime: UInt64 = 0
+    var burstNow: UInt64 = 0
     var ipID: UInt16 = 1
+    var info = PacketInfo()
+    /// Multi-worker ownership (nil with one worker) and this worker's index.
+    let steering: Steering?
+    let me: Int
+    let ringBurst = UnsafeMutablePointer<OpaquePointer?>.allocate(capacity: 32)
 
     public init(engine: Engine, router: Router, pool: OpaquePointer, pairs: [UInt16: UInt16],
-                reasons: UnsafeMutablePointer<UInt64>, options: Options) {
+                reasons: UnsafeMutablePointer<UInt64>, options: Options, steering: Steering?, workerIndex: Int) {
+        self.steering = steering
+        self.me = workerIndex
         self.engine = engine
         self.router = router
         self.pool = pool
@@ -43,62 +51,97 @@ public struct Balancer: BurstProcessor {
 
     public mutating func process(_ pkts: UnsafeMutablePointer<OpaquePointer?>, count: Int, rxPort: UInt16,
                                  tx: inout TxBuffers, counters: UnsafeMutablePointer<WorkerCounters>) {
-        let burstNow = packetClock ? 0 : tscMicros()
-        var info = PacketInfo()
+        if !packetClock { burstNow = tscMicros() }
         for k in 0..<count where k + 1 < count { sy_prefetch_mbuf_data(pkts[k + 1].unsafelyUnwrapped) }
         for k in 0..<count {
-            let m = pkts[k].unsafelyUnwrapped
-            let p = sy_mbuf_data(m).unsafelyUnwrapped
-            let len = Int(sy_mbuf_data_len(m))
-            let r = parseFrame(UnsafeRawPointer(p), length: len, into: &info)
-            if r.isMalformed {
-                counters.pointee.malformed &+= 1
-                reasons[Int(r.rawValue)] &+= 1
-                sy_mbuf_free(m)
-                continue
-            }
-            var now = burstNow
-            if packetClock {
-                let ts = sy_mbuf_rx_timestamp(m, tsOffset, tsFlag)
-                if ts != 0 { lastPacketTime = ts }
-                now = lastPacketTime
-            }
-            let v = engine.process(p, info: &info, now: now)
-            switch v.action {
-            case .forward:
-                counters.pointee.lbInPackets &+= 1
-                forward(m, p, info, v.nextHop, tx: &tx, counters: counters)
-            case .tunnel:
-                counters.pointee.lbInPackets &+= 1
-                tunnel(m, p, info, v, tx: &tx, counters: counters)
-            case .passthrough:
-                counters.pointee.passthrough &+= 1
-                tx.add(m, port: peer[Int(rxPort)], counters: counters)
-            case .local:
-                // The exception path to the host stack is not wired yet: count and drop.
-                counters.pointee.passthrough &+= 1
-                counters.pointee.dropped &+= 1
-                sy_mbuf_free(m)
-            case .drop:
-                if v.reason == .noDest { counters.pointee.noDest &+= 1 }
-                counters.pointee.dropped &+= 1
-                sy_mbuf_free(m)
-            case .icmpError:
-                if v.reason == .noDest { counters.pointee.noDest &+= 1 }
-                counters.pointee.dropped &+= 1
-                sendICMP(m, p, info, v, rxPort: rxPort, tx: &tx, counters: counters)
-                sy_mbuf_free(m)
-            }
+            handle(pkts[k].unsafelyUnwrapped, rxPort: rxPort, redirected: false, tx: &tx, counters: counters)
         }
         counters.pointee.connsCreated = engine.connsCreated
         counters.pointee.connsRefused = engine.connsRefused
     }
 
-    public mutating func idle(counters: UnsafeMutablePointer<WorkerCounters>) {
+    /// One received packet, from a queue or handed over by another worker.
+    @inline(__always)
+    mutating func handle(_ m: OpaquePointer, rxPort: UInt16, redirected: Bool, tx: inout TxBuffers,
+                         counters: UnsafeMutablePointer<WorkerCounters>) {
+        let p = sy_mbuf_data(m).unsafelyUnwrapped
+        let len = Int(sy_mbuf_data_len(m))
+        let r = parseFrame(UnsafeRawPointer(p), length: len, into: &info)
+        if r.isMalformed {
+            counters.pointee.malformed &+= 1
+            reasons[Int(r.rawValue)] &+= 1
+            sy_mbuf_free(m)
+            return
+        }
+        // Several workers: the connection's owner is the worker the client's
+        // <address, port> hashes to; a packet that came to the wrong one moves.
+        if let st = steering, !redirected, info.hasPorts {
+            let toVIP = engine.isVirtualAddress(info.dst)
+            let owner = toVIP ? st.owner(address: info.src, port: info.sport)
+                              : st.owner(address: info.dst, port: info.dport)
+            if owner != me {
+                var one: OpaquePointer? = m
+                if sy_ring_enqueue_burst(st.ring(from: me, to: owner), &one, 1) == 1 {
+                    counters.pointee.redirected &+= 1
+                } else {
+                    counters.pointee.redirectDropped &+= 1
+                    counters.pointee.dropped &+= 1
+                    sy_mbuf_free(m)
+                }
+                return
+            }
+        }
+        var now = burstNow
+        if packetClock {
+            let ts = sy_mbuf_rx_timestamp(m, tsOffset, tsFlag)
+            if ts != 0 { lastPacketTime = ts }
+            now = lastPacketTime
+        }
+        let v = engine.process(p, info: &info, now: now)
+        switch v.action {
+        case .forward:
+            counters.pointee.lbInPackets &+= 1
+            forward(m, p, info, v.nextHop, tx: &tx, counters: counters)
+        case .tunnel:
+            counters.pointee.lbInPackets &+= 1
+            tunnel(m, p, info, v, tx: &tx, counters: counters)
+        case .passthrough:
+            counters.pointee.passthrough &+= 1
+            tx.add(m, port: peer[Int(rxPort)], counters: counters)
+        case .local:
+            // The exception path to the host stack is not wired yet: count and drop.
+            counters.pointee.passthrough &+= 1
+            counters.pointee.dropped &+= 1
+            sy_mbuf_free(m)
+        case .drop:
+            if v.reason == .noDest { counters.pointee.noDest &+= 1 }
+            counters.pointee.dropped &+= 1
+            sy_mbuf_free(m)
+        case .icmpError:
+            if v.reason == .noDest { counters.pointee.noDest &+= 1 }
+            counters.pointee.dropped &+= 1
+            sendICMP(m, p, info, v, rxPort: rxPort, tx: &tx, counters: counters)
+            sy_mbuf_free(m)
+        }
+    }
+
+    public mutating func idle(tx: inout TxBuffers, counters: UnsafeMutablePointer<WorkerCounters>) {
         // A burst boundary: configuration changes and requests are applied here.
         engine.drainInbox()
-        if !packetClock { engine.advance(to: tscMicros()) }
+        if !packetClock { burstNow = tscMicros(); engine.advance(to: burstNow) }
+        // Packets other workers received for connections this worker owns.
+        if let st = steering {
+            for from in 0..<st.workers where from != me {
+                let n = Int(sy_ring_dequeue_burst(st.ring(from: from, to: me), ringBurst, 32))
+                for k in 0..<n {
+                    let m = ringBurst[k].unsafelyUnwrapped
+                    handle(m, rxPort: sy_mbuf_port(m), redirected: true, tx: &tx, counters: counters)
+                }
+            }
+        }
         counters.pointee.connsLive = UInt64(engine.liveConnections)
+        counters.pointee.connsCreated = engine.connsCreated
+        counters.pointee.connsRefused = engine.connsRefused
     }
 
     /// Set the MACs for the next hop and queue it; fragment IPv4 that does not fit.

@@ -104,15 +104,14 @@ public final class Runtime: @unchecked Sendable {
         }
     }
 
-    /// Spread every (port, rx queue) over the workers round robin; worker i
-    /// transmits on queue i of every port.
+    /// Queue q of every port goes to worker q mod workers (so a queue number
+    /// means one worker on every port, which RSS ownership relies on);
+    /// worker i transmits on queue i of every port.
     private func assignQueues(_ portIDs: [UInt16]) {
         var lists = [[RxAssignment]](repeating: [], count: workerLcores.count)
-        var k = 0
         for q in 0..<options.rxq {
             for p in portIDs {
-                lists[k % workerLcores.count].append(RxAssignment(port: p, queue: UInt16(q)))
-                k += 1
+                lists[q % workerLcores.count].append(RxAssignment(port: p, queue: UInt16(q)))
             }
         }
         let portCount = Int((portIDs.max() ?? 0) + 1)
@@ -122,6 +121,9 @@ public final class Runtime: @unchecked Sendable {
                                          counters: counters.counters(i)))
         }
     }
+
+    /// Which worker polls queue q (of every port).
+    public var queueToWorker: [Int] { (0..<options.rxq).map { $0 % workerLcores.count } }
 
     /// testpmd's default port pairing: 0<->1, 2<->3, ...; an odd last port pairs with itself.
     public var portPairs: [UInt16: UInt16] {

@@ -16,8 +16,9 @@ public struct RxAssignment: Sendable, Equatable {
 public protocol BurstProcessor {
     mutating func process(_ pkts: UnsafeMutablePointer<OpaquePointer?>, count: Int, rxPort: UInt16,
                           tx: inout TxBuffers, counters: UnsafeMutablePointer<WorkerCounters>)
-    /// Called once per loop iteration, with or without traffic (timers, sweeps).
-    mutating func idle(counters: UnsafeMutablePointer<WorkerCounters>)
+    /// Called once per loop iteration, with or without traffic: a burst
+    /// boundary (timers, configuration changes, packets handed over by other workers).
+    mutating func idle(tx: inout TxBuffers, counters: UnsafeMutablePointer<WorkerCounters>)
 }
 
 /// Per-port transmit staging for one worker: packets collect during a burst
@@ -91,7 +92,7 @@ public struct IOForwarder: BurstProcessor {
         for i in 0..<count { tx.add(pkts[i].unsafelyUnwrapped, port: out, counters: counters) }
     }
 
-    public mutating func idle(counters: UnsafeMutablePointer<WorkerCounters>) {}
+    public mutating func idle(tx: inout TxBuffers, counters: UnsafeMutablePointer<WorkerCounters>) {}
 }
 
 /// Set-up-time description of one worker; the loop copies it into locals.
@@ -139,7 +140,8 @@ public final class WorkerContext: @unchecked Sendable {
                 }
                 i += 1
             }
-            processor.idle(counters: c)
+            processor.idle(tx: &tx, counters: c)
+            tx.flush(counters: c)
         }
         tx.flush(counters: c)
         pkts.deallocate()

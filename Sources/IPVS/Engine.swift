@@ -119,6 +119,7 @@ public final class Engine {
         serviceStats.initialize(repeating: StatsCounters(), count: maxIDs)
         destRoutes = .allocate(capacity: maxIDs)
         destRoutes.initialize(repeating: DestRoute(), count: maxIDs)
+        vip4.initialize(repeating: 0, count: Engine.vip4Slots)
         configurationChanged()
     }
 
@@ -177,11 +178,32 @@ public final class Engine {
         }
         for d in table.trash { updateRoute(d) }
         virtualAddresses = vips
+        vip4.initialize(repeating: 0, count: Engine.vip4Slots)
+        for a in vips where a.isV4 && a.v4 != 0 {
+            var h = Int((a.v4 &* 0x9E37_79B1) >> 22)
+            while vip4[h] != 0 { h = (h + 1) & (Engine.vip4Slots - 1) }
+            vip4[h] = a.v4
+        }
     }
 
     /// Addresses of every virtual service (VIPs), refreshed with the dest data.
     public private(set) var virtualAddresses = Set<IPAddress>()
-    public func isVirtualAddress(_ a: IPAddress) -> Bool { virtualAddresses.contains(a) }
+    static let vip4Slots = 1024
+    /// IPv4 VIPs in a small open-addressing table (0 = empty), for the per-packet check.
+    let vip4 = UnsafeMutablePointer<UInt32>.allocate(capacity: Engine.vip4Slots)
+
+    @inline(__always)
+    public func isVirtualAddress(_ a: IPAddress) -> Bool {
+        guard a.isV4 else { return virtualAddresses.contains(a) }
+        let v = a.v4
+        var h = Int((v &* 0x9E37_79B1) >> 22)
+        while true {
+            let x = vip4[h]
+            if x == v { return v != 0 }
+            if x == 0 { return false }
+            h = (h + 1) & (Engine.vip4Slots - 1)
+        }
+    }
 
     func updateRoute(_ d: Dest) {
         guard Int(d.id) < maxIDs else { return }

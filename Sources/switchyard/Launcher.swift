@@ -1,4 +1,5 @@
 // Wires options, the rules, the data plane and the balancer together for one run.
+import CDPDK
 import Control
 import Dataplane
 import IPVS
@@ -55,9 +56,29 @@ enum Launcher {
             table.rawStats = { owner in rawStats(owner, engines) }
             let router = Router(options: options, ports: runtime.ports)
             let pool = runtime.pool!
+            var steering: Steering? = nil
+            if runtime.workers.count > 1 {
+                do {
+                    let reta = runtime.ports.map { Int(sy_port_reta_size($0.id)) }.max() ?? 0
+                    steering = try Steering(workers: runtime.workers.count, queues: options.rxq,
+                                            queueToWorker: runtime.queueToWorker, retaSize: reta)
+                } catch {
+                    FileHandleOut.stderr("switchyard: \(error)\n")
+                    runtime.shutdown()
+                    return 1
+                }
+                // Where the NIC can hash on source (client side) fields, let it steer.
+                for p in runtime.ports where options.rxq > 1 {
+                    if !steering!.programPort(p.id, destinationSide: false) {
+                        FileHandleOut.stderr("switchyard: port \(p.id) (\(p.driver)): RSS on source fields not available; "
+                                             + "misdirected packets are handed to their owner in software\n")
+                    }
+                }
+            }
             runtime.install { w in
                 return Balancer(engine: engines[w.index], router: router, pool: pool, pairs: pairs,
-                         reasons: runtime.counters.reasonCounters(w.index), options: options)
+                                reasons: runtime.counters.reasonCounters(w.index), options: options,
+                                steering: steering, workerIndex: w.index)
             }
         }
         let admin = AdminServer(path: socketPath) { req in
