@@ -252,3 +252,42 @@ def test_scheduler_matches_model(name):
     res = run(cap)
     report = check(cap, res)
     assert report == "", "%s: %d packets, %d new conns\n%s" % (name, len(cap.records), len(new), report)
+
+
+def test_twos_structure():
+    """twos draws two random servers (weighted) and keeps the less loaded, so
+    its decisions cannot be predicted. Run it, then replay Switchyard's own
+    choices through the model: every choice must have been eligible (weight > 0,
+    not OVERLOAD) when made, "no destination" only when nothing was, every
+    server with weight > 0 must be chosen sometimes, and with the choices
+    replayed the accounting, listings and every other packet must agree."""
+    def make():
+        rng = random.Random(2024)
+        cap = Capture(service("tcp", VIP, 80, "twos", [(11, 1), (12, 4, "-x 14 -y 8"), (13, 0), (14, 2)], fwd="-g"))
+        tcp_traffic(cap, rng, Clients(rng), [VIP], nat=False)
+        return cap
+
+    first = make().build()
+    res = run(first)
+    assert res.rc == 0, res.stderr
+    # the choice for each new conn in the output: DR keeps the VIP; the MAC names the server
+    from ipvs_harness import classify, rs_mac
+    fwd, icmp, _ = classify(res.frames)
+    by_mac = {rs_mac("10.0.0.%d" % h): "10.0.0.%d" % h for h in (11, 12, 13, 14)}
+    second = make()
+    sched = second.model.services[("tcp", VIP, 80)].sched
+    for rec in first.records:
+        if rec.pkt["proto"] == "tcp" and "S" in rec.pkt["flags"] and "R" not in rec.pkt["flags"]:
+            key = (rec.pkt["src"], rec.pkt["sport"], rec.t)
+            if rec.ident in icmp:
+                sched.oracle[key] = None
+            elif rec.ident in fwd:
+                sched.oracle[key] = by_mac.get(fwd[rec.ident][0].dst_mac)
+    second.build()
+    assert [r.t for r in second.records] == [r.t for r in first.records]
+    assert sched.violations == []
+    chosen = {r.dest.addr for r in second.records if r.outcome[0] == "fwd" and r.new}
+    assert chosen == {"10.0.0.11", "10.0.0.12", "10.0.0.14"}
+    assert second.model.events["overload-set"] > 0
+    report = check(second, res)
+    assert report == "", report
