@@ -23,7 +23,7 @@ Run "nat" (--max-pkt-len 1298, so MTU 1280, the IPv6 minimum):
 """
 
 import pytest
-from scapy.all import IP, TCP, UDP, IPv6, Raw
+from scapy.all import IP, TCP, UDP, IPOption_Router_Alert, IPOption_RR, IPv6, Raw
 
 from pathcheck import (CLIENT4, CLIENT6, GW_MAC, PORT4, PORT_MAC, RS, VIP4, VIP6, check_run_captures, dec_ttl,
                        expected_forwarded, from_client, from_rs, icmp_error, l3_bytes, quote_matches,
@@ -198,6 +198,11 @@ NAT_CASES = [
                                  UDP(sport=45002, dport=7777) / _payload(2000 - 28, 13)), "frag"),
     ("dr-frag", from_client(IP(src=CLIENT4, dst=VIP4, ttl=64, id=0x5555) /
                             TCP(sport=45003, dport=90, flags="S") / _payload(1283, 17)), "frag"),
+    # IPv4 options: the first fragment carries them all; later ones only those
+    # with the copy flag (router alert yes, record route no).
+    ("nat-options-frag", from_client(IP(src=CLIENT4, dst=VIP4, ttl=64, id=0x6666, options=[
+        IPOption_RR(routers=["0.0.0.0"] * 3), IPOption_Router_Alert()]) /
+        TCP(sport=45007, dport=80, flags="S") / _payload(1500, 31)), "frag"),
     ("nat6-too-big", from_client(IPv6(src=CLIENT6, dst=VIP6, hlim=64) /
                                  TCP(sport=45004, dport=80, flags="S") / _payload(1300, 19)), "too-big6"),
     ("dr6-too-big", from_client(IPv6(src=CLIENT6, dst=VIP6, hlim=64) /
@@ -272,3 +277,10 @@ def test_nat_mtu(nat_run, idx):
         assert reassemble_ipv4(frags) == want, "%s: fragments do not reassemble to the forwarded packet" % name
         mac = GW_MAC if l3.src == NAT_RS4 else RS[DR_RS4 if l3.dport == 90 else NAT_RS4]
         assert all(f.dst == mac for f in frags)
+        if l3.options:
+            first = [f[IP] for f in frags if f[IP].frag == 0][0]
+            assert bytes(first)[20:first.ihl * 4] == bytes(IP(want))[20:IP(want).ihl * 4]
+            for f in frags:
+                if f[IP].frag:
+                    # Router alert (copied) padded to a 4-byte multiple; record route dropped.
+                    assert bytes(f[IP])[20:f[IP].ihl * 4] == bytes(IPOption_Router_Alert()), f[IP].options
