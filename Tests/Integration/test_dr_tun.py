@@ -17,13 +17,15 @@ All flows go through one run; tshark validates every frame (checksums on)
 and, separately, every decapsulated inner packet."""
 
 import struct
+import tempfile
 
 import pytest
-from scapy.all import IP, TCP, UDP, IPv6, Raw
+from scapy.all import IP, TCP, UDP, IPv6, Raw, rdpcap, wrpcap
 
-from pathcheck import (CLIENT4, CLIENT6, PORT4, PORT6, PORT_MAC, RS, VIP4, VIP6, check_bytes_with_tshark,
-                       check_run_captures, dec_ttl, from_client, inet_checksum, l3_bytes, run_lb,
-                       tshark_frames)
+from pathcheck import (CLIENT4, CLIENT6, GW4, GW_MAC, PORT1_MAC, PORT4, PORT6, PORT_MAC, RS, VIP4, VIP6,
+                       check_bytes_with_tshark, check_capture, check_run_captures, dec_ttl, from_client, from_rs,
+                       inet_checksum, l3_bytes, run_lb, stamp, tshark_frames)
+from sylib import run_switchyard, write_rules
 
 GUE_PORT = 6080
 
@@ -236,3 +238,78 @@ def test_tshark_sees_the_encapsulation(run):
                 assert r["gre.proto"] == ["0x86dd" if v6 else "0x0800"], (proto, r["gre.proto"])
         else:
             assert r["udp.dstport"][:1] == [str(GUE_PORT)], r["udp.dstport"]
+
+
+# ------------------------------------------------------------------ egress port
+
+def test_egress_port_and_its_address_with_two_ports():
+    """DESIGN "Egress": a next hop leaves from the port whose --port-addr
+    prefix contains it, with that port's MAC; the TUN outer source is that
+    port's address (port 1 here, although port 0's addresses come first);
+    NAT replies go back out of port 0 towards the gateway."""
+    d = tempfile.mkdtemp(prefix="sy-it-2port-")
+    rules = write_rules(d, "-A -t %s:80 -s rr\n-a -t %s:80 -r 10.0.0.11:8080 -m -w 1\n"
+                           "-A -t %s:81 -s rr\n-a -t %s:81 -r 10.0.0.21:81 -i -w 1 --tun-type ipip\n"
+                           "-A -t [%s]:81 -s rr\n-a -t [%s]:81 -r [2001:db8:a::21]:81 -i -w 1 --tun-type ipip\n"
+                        % (VIP4, VIP4, VIP4, VIP4, VIP6, VIP6))
+    client = [from_client(IP(src=CLIENT4, dst=VIP4, ttl=64) / TCP(sport=43000, dport=80, flags="S")),
+              from_client(IP(src=CLIENT4, dst=VIP4, ttl=64) / TCP(sport=43001, dport=81, flags="S")),
+              from_client(IPv6(src=CLIENT6, dst=VIP6, hlim=64) / TCP(sport=43002, dport=81, flags="S"))]
+    server = [from_rs(IP(src="10.0.0.11", dst=CLIENT4, ttl=64) / TCP(sport=8080, dport=43000, flags="SA"))]
+    wrpcap(d + "/c.pcap", stamp(client))
+    wrpcap(d + "/s.pcap", stamp(server, t0=1700000001.0))
+    args = ["--config", rules, "--clock", "packet",
+            "--port-addr", "0:198.51.100.2/24", "--port-addr", "0:2001:db8:f::2/64",
+            "--port-addr", "1:10.0.0.1/24", "--port-addr", "1:2001:db8:a::1/64",
+            "--route", "0.0.0.0/0=%s" % GW4, "--neigh", "%s=%s" % (GW4, GW_MAC),
+            "--neigh", "10.0.0.11=%s" % RS["10.0.0.11"], "--neigh", "10.0.0.21=%s" % RS["10.0.0.21"],
+            "--neigh", "2001:db8:a::21=%s" % RS["2001:db8:a::21"]]
+    run = run_switchyard(in_paths=[d + "/c.pcap", d + "/s.pcap"], ports=2, args=args, workdir=d)
+    assert run.rc == 0, run.stderr
+    out0 = rdpcap(run.out_paths[0])
+    out1 = rdpcap(run.out_paths[1])
+    check_capture(run.out_paths[0], expect_frames=1)
+    check_capture(run.out_paths[1], expect_frames=3)
+    # Port 1: the NAT'd SYN and the two tunnelled SYNs.
+    nat, tun4, tun6 = out1
+    assert (nat.src, nat.dst, nat[IP].dst, nat[TCP].dport) == (PORT1_MAC, RS["10.0.0.11"], "10.0.0.11", 8080)
+    assert (tun4.src, tun4.dst) == (PORT1_MAC, RS["10.0.0.21"])
+    assert (tun4[IP].src, tun4[IP].dst, tun4[IP].proto) == ("10.0.0.1", "10.0.0.21", 4)
+    assert (tun6.src, tun6.dst) == (PORT1_MAC, RS["2001:db8:a::21"])
+    assert (tun6[IPv6].src, tun6[IPv6].dst, tun6[IPv6].nh) == ("2001:db8:a::1", "2001:db8:a::21", 41)
+    # Port 0: the NAT reply, from the VIP, to the gateway.
+    (reply,) = out0
+    assert (reply.src, reply.dst) == (PORT_MAC, GW_MAC)
+    assert (reply[IP].src, reply[TCP].sport, reply[IP].dst) == (VIP4, 80, CLIENT4)
+
+
+# ------------------------------------------------------------------ mixed families
+
+@pytest.mark.xfail(strict=True, reason="Switchyard bug: a TUN real server of the other address family (IPv4 "
+                                       "service, IPv6 RS or the reverse) is encapsulated with an outer header of "
+                                       "the service's family and a truncated/mapped RS address (0.0.0.38, "
+                                       "::10.0.0.26), sent to the gateway MAC")
+def test_tun_mixed_address_families():
+    """§7 TUN: "Mixed address families (for example an IPv4 service with an
+    IPv6 RS) are allowed only for tunnelling". The outer header is of the
+    RS's family: IPv4 in IPv6 (next header 4) from the port's IPv6 address,
+    IPv6 in GRE over IPv4 (protocol 47, GRE 0x86DD) from its IPv4 address;
+    hop limit / TTL = the inner one after the decrement; to the RS's MAC."""
+    rs6, rs4 = "2001:db8:a::21", "10.0.0.21"
+    rules = ("-A -t %s:86 -s rr\n-a -t %s:86 -r [%s]:86 -i -w 1 --tun-type ipip\n"
+             "-A -t [%s]:86 -s rr\n-a -t [%s]:86 -r %s:86 -i -w 1 --tun-type gre\n"
+             % (VIP4, VIP4, rs6, VIP6, VIP6, rs4))
+    in4 = IP(src=CLIENT4, dst=VIP4, ttl=64, flags="DF") / TCP(sport=44001, dport=86, flags="S") / Raw(b"4in6")
+    in6 = IPv6(src=CLIENT6, dst=VIP6, hlim=64) / TCP(sport=44002, dport=86, flags="S") / Raw(b"6in4")
+    run = run_lb(rules, [from_client(in4), from_client(in6)])
+    check_run_captures(run, expect_frames=2)
+    a, b = run.out
+    assert (a.dst, a.type) == (RS[rs6], 0x86DD), (a.dst, hex(a.type))
+    o6 = a[IPv6]
+    assert (o6.src, o6.dst, o6.nh, o6.hlim) == (PORT6, rs6, 4, 63)
+    assert bytes(o6)[40:] == dec_ttl(bytes(in4))
+    assert (b.dst, b.type) == (RS[rs4], 0x0800), (b.dst, hex(b.type))
+    o4 = b[IP]
+    assert (o4.src, o4.dst, o4.proto, o4.ttl) == (PORT4, rs4, 47, 63)
+    assert bytes(o4)[20:24] == b"\x00\x00\x86\xdd"
+    assert bytes(o4)[24:o4.len] == dec_ttl(bytes(in6))
