@@ -157,7 +157,7 @@ class Frame:
 # ---------------------------------------------------------------- traffic
 
 class Record:
-    __slots__ = ("t", "frame", "pkt", "outcome", "ident", "script", "step", "dest", "new", "cp")
+    __slots__ = ("t", "frame", "pkt", "outcome", "ident", "script", "step", "dest", "new", "cp", "after")
 
     def __init__(self, **kw):
         for k, v in kw.items():
@@ -232,9 +232,10 @@ class Capture:
                 assert ident < 65536, "capture too large for unique IP IDs"
                 outcome = model.process(pkt, t)
                 rec = Record(t=t, frame=fr, pkt=pkt, outcome=outcome, ident=ident, script=sc, step=i,
-                             dest=None, new=False, cp=None)
+                             dest=None, new=False, cp=None, after=None)
                 if outcome[0] in ("fwd", "reply"):
                     rec.cp = outcome[1]
+                    rec.after = (rec.cp.state_name(), rec.cp.inactive)
                     rec.dest = outcome[1].dest
                     rec.new = outcome[0] == "fwd" and outcome[2]
                 self.records.append(rec)
@@ -653,3 +654,9 @@ def add_phase(cap, rng, clients, start_ms, n, window_ms, proto, vips, vport, nat
             kind = pick(rng, mix or UDP_MIX)
             steps = udp_steps(kind, rng, nat)
         cap.script(t, proto, a, p, vip, vport, steps, tag=kind)
+
+
+def tshark_check(result):
+    """tshark's complaints (malformed, bad checksums) about what Switchyard sent."""
+    from sylib import tshark_problems
+    return tshark_problems(os.path.join(result.workdir, "out.pcap"))
