@@ -49,5 +49,11 @@ let package = Package(
         .testTarget(name: "WireTests", dependencies: ["Wire"], path: "Tests/WireTests"),
         .testTarget(name: "IPVSTests", dependencies: ["IPVS", "Wire"], path: "Tests/IPVSTests"),
         .testTarget(name: "ControlTests", dependencies: ["Control", "IPVS"], path: "Tests/ControlTests"),
+        .testTarget(
+            name: "DataplaneTests",
+            dependencies: ["CDPDK", "Wire", "IPVS"],
+            path: "Tests/DataplaneTests",
+            swiftSettings: [.unsafeFlags(dpdkSwiftFlags)]
+        ),
     ]
 )
