@@ -34,6 +34,9 @@ TUNNELS = [
     ("ipip", "--tun-type ipip", "10.0.0.21", "2001:db8:a::21"),
     ("gue-nocsum", "--tun-type gue --tun-port %d --tun-nocsum" % GUE_PORT, "10.0.0.22", "2001:db8:a::22"),
     ("gue-csum", "--tun-type gue --tun-port %d --tun-csum" % GUE_PORT, "10.0.0.23", "2001:db8:a::23"),
+    # remcsum: packets arrive with complete checksums (never CHECKSUM_PARTIAL), so
+    # no remote-checksum option; the flag turns the UDP checksum on (§7 GUE).
+    ("gue-remcsum", "--tun-type gue --tun-port %d --tun-remcsum" % GUE_PORT, "10.0.0.26", "2001:db8:a::26"),
     ("gre-nocsum", "--tun-type gre --tun-nocsum", "10.0.0.24", "2001:db8:a::24"),
     ("gre-csum", "--tun-type gre --tun-csum", "10.0.0.25", "2001:db8:a::25"),
 ]
@@ -161,8 +164,10 @@ def test_tunnel(run, family, tidx):
         inners.append(inner)
         inner_ttl = want_inner[7] if v6 else want_inner[8]
         inner_proto = 41 if v6 else 4
-        encap_len = {"ipip": 0, "gue-nocsum": 12, "gue-csum": 12, "gre-nocsum": 4, "gre-csum": 8}[name]
-        want_proto = {"ipip": inner_proto, "gue-nocsum": 17, "gue-csum": 17, "gre-nocsum": 47, "gre-csum": 47}[name]
+        encap_len = {"ipip": 0, "gue-nocsum": 12, "gue-csum": 12, "gue-remcsum": 12, "gre-nocsum": 4,
+                     "gre-csum": 8}[name]
+        want_proto = {"ipip": inner_proto, "gue-nocsum": 17, "gue-csum": 17, "gue-remcsum": 17, "gre-nocsum": 47,
+                      "gre-csum": 47}[name]
         assert len(encap) == encap_len and proto == want_proto, (name, n, proto, encap)
         if v6:
             # Outer IPv6 (the RS is IPv6): next header, hop limit, TC, flow label 0, addresses.

@@ -162,6 +162,11 @@ def _build():
         IPv6(src=CLIENT6, dst=RS6, hlim=63) / TCP(sport=40000, dport=8080, flags="A", seq=2, ack=10)
     _case("b-tcp6-time-exceeded", from_rs(l3),
           expected_error(l3, outer_src=VIP6, dst=VIP6, dport=80), GW_MAC)
+    # Related, but TTL 1: not forwarded, and no ICMP error about an ICMP error (RFC 1122 3.2.2).
+    _case("a-tcp4-ttl1", from_client(IP(src=ROUTER4, dst=VIP4, ttl=1, id=505) / ICMP(type=3, code=1) /
+                                     IP(src=VIP4, dst=CLIENT4, ttl=63) /
+                                     TCP(sport=80, dport=40000, flags="SA", seq=0x0BADF010, ack=2)),
+          marker=bytes.fromhex("0BADF010"))
     # Not related: must not reach a real server.
     _case("echo4-to-vip", from_client(IP(src=CLIENT4, dst=VIP4, id=701) / ICMP(type=8, id=5, seq=1) /
                                       Raw(b"ping-marker-4")), marker=b"ping-marker-4")
@@ -242,6 +247,14 @@ def test_unrelated_icmp_not_balanced(run, idx):
         assert f.dst not in RS.values() and dst not in RS, "%s reached a real server: %s" % (name, f.summary())
         # Whatever leaves is not rewritten: the packet as received (if passed through).
         assert fb == l3_bytes(frame), "%s left rewritten: %s" % (name, f.summary())
+
+
+def test_related_error_with_ttl_1_vanishes(run):
+    """A related error that arrives with TTL 1 is dropped (it cannot be
+    forwarded) and, being an ICMP error itself, draws no time exceeded:
+    nothing quoting or carrying it leaves."""
+    name, frame, _, _, marker = [c for c in CASES if c[0] == "a-tcp4-ttl1"][0]
+    assert [f.summary() for f in run.out if marker in bytes(f)] == []
 
 
 def test_no_connection_created_by_icmp(run):
