@@ -603,11 +603,37 @@ public final class Engine {
         }
     }
 
+    /// The drop_entry defence, used when the table is full: scan a window of
+    /// entries from a roving position and drop embryonic TCP connections
+    /// (NONE or SYN_RECV, not controlling any other), so established ones keep flowing.
+    func evictEmbryonic(_ tbl: inout ConnTable) -> Bool {
+        var evicted = 0
+        for _ in 0..<256 {
+            let i = UInt32(evictRover % tbl.capacity)
+            evictRover &+= 1
+            let f = tbl.flags(i)
+            guard f & ConnFlags.inUse != 0, f & (ConnFlags.template | ConnFlags.dying) == 0,
+                  tbl.u8(i, ConnField.proto) == IPProtocol.tcp.rawValue,
+                  tbl.u32(i, ConnField.nControl) == 0 else { continue }
+            let st = tbl.u8(i, ConnField.state)
+            guard st == TCPState.none.rawValue || st == TCPState.synRecv.rawValue else { continue }
+            tbl.wheelUnlink(i)
+            expire(&tbl, i)
+            evicted += 1
+            if evicted >= 8 { break }
+        }
+        connsEvicted &+= UInt64(evicted)
+        return evicted > 0
+    }
+    private var evictRover = 0
+    public private(set) var connsEvicted: UInt64 = 0
+
     func createConnection(_ tbl: inout ConnTable, _ svc: Service, _ dest: Dest, _ input: ScheduleInput,
                           dport: UInt16, control: UInt32?) -> UInt32? {
         var flags = UInt16(dest.forward.rawValue) | ConnFlags.inactive
         if dest.forward != .masq { flags |= ConnFlags.noOutput }
         if svc.flags.contains(.onePacket) && input.proto == .udp { flags |= ConnFlags.onePacket }
+        if tbl.count >= tbl.capacity && !evictEmbryonic(&tbl) { return nil }
         guard let i = tbl.insert(proto: input.proto.rawValue, caddr: input.saddr, cport: input.sport,
                                  vaddr: input.daddr, vport: input.dport, daddr: dest.addr, dport: dport,
                                  flags: flags) else { return nil }
