@@ -17,13 +17,13 @@ unknown connections and echo requests are not load balanced.
 """
 
 import pytest
-from scapy.all import ICMP, IP, TCP, UDP, ICMPv6DestUnreach, ICMPv6EchoRequest, ICMPv6ParamProblem, \
+from scapy.all import ICMP, IP, TCP, UDP, IPOption_NOP, ICMPv6DestUnreach, ICMPv6EchoRequest, ICMPv6ParamProblem, \
     ICMPv6PacketTooBig, ICMPv6TimeExceeded, IPv6, Raw
 
-from pathcheck import (CLIENT4, CLIENT6, GW_MAC, PORT_MAC, RS, VIP4, VIP6, check_run_captures, dec_ttl,
+from pathcheck import (CLIENT4, CLIENT6, GW_MAC, PORT4, PORT_MAC, RS, VIP4, VIP6, check_run_captures, dec_ttl,
                        from_client, from_rs, icmp_error, inet_checksum, l3_bytes, run_lb)
 
-RS4, RS6, DR4 = "10.0.0.11", "2001:db8:a::11", "10.0.0.12"
+RS4, RS6, DR4, DR6, TUN4 = "10.0.0.11", "2001:db8:a::11", "10.0.0.12", "2001:db8:a::12", "10.0.0.21"
 ROUTER4, ROUTER6 = "198.51.100.77", "2001:db8:f::77"
 
 RULES = """\
@@ -35,7 +35,11 @@ RULES = """\
 -a -t [%(v6)s]:80 -r [%(rs6)s]:8080 -m -w 1
 -A -t %(v4)s:90 -s rr
 -a -t %(v4)s:90 -r %(dr4)s:90 -g -w 1
-""" % {"v4": VIP4, "v6": VIP6, "rs4": RS4, "rs6": RS6, "dr4": DR4}
+-A -t [%(v6)s]:90 -s rr
+-a -t [%(v6)s]:90 -r [%(dr6)s]:90 -g -w 1
+-A -t %(v4)s:81 -s rr
+-a -t %(v4)s:81 -r %(tun4)s:81 -i -w 1 --tun-type ipip
+""" % {"v4": VIP4, "v6": VIP6, "rs4": RS4, "rs6": RS6, "dr4": DR4, "dr6": DR6, "tun4": TUN4}
 
 
 def fix_quote(quote, src=None, dst=None, sport=None, dport=None):
@@ -96,13 +100,16 @@ def expected_error(l3, outer_src=None, outer_dst=None, **quote_changes):
     return bytes(head) + bytes(msg)
 
 
-# Connections first: TCP and UDP over IPv4, TCP over IPv6 (NAT), TCP over IPv4 (DR).
+# Connections first: TCP and UDP over IPv4, TCP over IPv6 (NAT), TCP over IPv4 and IPv6 (DR),
+# TCP over IPv4 (TUN, IPIP).
 SETUP = [
     from_client(IP(src=CLIENT4, dst=VIP4) / TCP(sport=40000, dport=80, flags="S", seq=1)),
     from_rs(IP(src=RS4, dst=CLIENT4) / TCP(sport=8080, dport=40000, flags="SA", seq=9, ack=2)),
     from_client(IP(src=CLIENT4, dst=VIP4) / UDP(sport=40001, dport=7777) / Raw(b"query")),
     from_client(IPv6(src=CLIENT6, dst=VIP6) / TCP(sport=40000, dport=80, flags="S", seq=1)),
     from_client(IP(src=CLIENT4, dst=VIP4) / TCP(sport=40002, dport=90, flags="S", seq=1)),
+    from_client(IPv6(src=CLIENT6, dst=VIP6) / TCP(sport=40002, dport=90, flags="S", seq=1)),
+    from_client(IP(src=CLIENT4, dst=VIP4) / TCP(sport=40003, dport=81, flags="S", seq=1)),
 ]
 
 # (id, frame, expected output IP bytes or None when it must not reach a real server, dst MAC)
@@ -145,7 +152,21 @@ def _build():
     l3 = IP(src=ROUTER4, dst=VIP4, ttl=60, id=504) / ICMP(type=3, code=1) / \
         IP(src=VIP4, dst=CLIENT4, ttl=63) / TCP(sport=90, dport=40002, flags="SA", seq=9, ack=2)
     _case("a-dr4-host-unreach", from_client(l3), dec_ttl(bytes(l3)), RS[DR4])
+    l3 = IPv6(src=ROUTER6, dst=VIP6, hlim=60) / ICMPv6DestUnreach(code=3) / \
+        IPv6(src=VIP6, dst=CLIENT6, hlim=63) / TCP(sport=90, dport=40002, flags="SA", seq=9, ack=2)
+    _case("a-dr6-addr-unreach", from_client(l3), dec_ttl(bytes(l3)), RS[DR6])
+    # (a) with IP options in the quoted header: the port sits after them.
+    q = IP(src=VIP4, dst=CLIENT4, ttl=63, options=[IPOption_NOP()] * 4) / \
+        TCP(sport=80, dport=40000, flags="SA", seq=9, ack=2)
+    l3 = IP(src=ROUTER4, dst=VIP4, ttl=60, id=506) / ICMP(type=3, code=1) / q
+    _case("a-tcp4-quote-options", from_client(l3),
+          expected_error(l3, outer_dst=RS4, src=RS4, sport=8080), RS[RS4])
     # (b) from the RS, about the client's packet: to the client, from the VIP.
+    l3 = IP(src=RS4, dst=CLIENT4, ttl=64, id=603) / ICMP(type=3, code=3) / \
+        IP(src=CLIENT4, dst=RS4, ttl=63, options=[IPOption_NOP()] * 4) / \
+        TCP(sport=40000, dport=8080, flags="A", seq=2, ack=10)
+    _case("b-tcp4-quote-options", from_rs(l3),
+          expected_error(l3, outer_src=VIP4, dst=VIP4, dport=80), GW_MAC)
     l3 = IP(src=RS4, dst=CLIENT4, ttl=64, id=601) / ICMP(type=3, code=3) / \
         IP(src=CLIENT4, dst=RS4, ttl=63) / TCP(sport=40000, dport=8080, flags="A", seq=2, ack=10)
     _case("b-tcp4-port-unreach", from_rs(l3),
@@ -191,7 +212,7 @@ _build()
 
 @pytest.fixture(scope="module")
 def run():
-    return run_lb(RULES, SETUP + [c[1] for c in CASES])
+    return run_lb(RULES, SETUP + [c[1] for c in CASES] + [from_client(TUN_ERROR)])
 
 
 def test_output_valid(run):
@@ -199,7 +220,9 @@ def test_output_valid(run):
     quoted IP header checksums are all verified good; nothing malformed."""
     rows = check_run_captures(run)
     quoted = [r for r in rows if ":icmp:ip" in r["frame.protocols"][0]]
-    assert quoted and all(r["ip.checksum.status"] == ["1", "1"] for r in quoted)
+    # Outer (and, for the tunnelled one, the IPIP outer) and quoted IPv4 headers all verified good.
+    assert quoted and all(len(r["ip.checksum.status"]) >= 2 and set(r["ip.checksum.status"]) == {"1"}
+                          for r in quoted)
     assert run.lcore_counters()[0]["malformed"] == 0
 
 
@@ -259,5 +282,22 @@ def test_related_error_with_ttl_1_vanishes(run):
 
 def test_no_connection_created_by_icmp(run):
     """ICMP does not schedule new connections (schedule_icmp = 0): only the
-    four set-up connections exist."""
-    assert run.lcore_counters()[0]["conns"] == 4
+    six set-up connections exist."""
+    assert run.lcore_counters()[0]["conns"] == len(SETUP) - 1   # the SETUP SYN-ACK is a reply
+
+
+TUN_ERROR = IP(src=ROUTER4, dst=VIP4, ttl=60, id=507) / ICMP(type=3, code=1) / \
+    IP(src=VIP4, dst=CLIENT4, ttl=63) / TCP(sport=81, dport=40003, flags="SA", seq=9, ack=2)
+
+
+def test_related_error_for_tun_connection_is_encapsulated(run):
+    """§8 ip_vs_in_icmp, TUN: the error goes through the connection's
+    transmitter -- IPIP to the real server, the ICMP packet inside unchanged
+    but for its TTL."""
+    inner = dec_ttl(bytes(TUN_ERROR))
+    got = [f for f in run.out if l3_bytes(f)[20:] == inner]
+    assert len(got) == 1, [f.summary() for f in run.out if IP in f and f[IP].dst == TUN4]
+    f = got[0]
+    outer = IP(l3_bytes(f)[:20])
+    assert (f.src, f.dst) == (PORT_MAC, RS[TUN4])
+    assert (outer.src, outer.dst, outer.proto, outer.ttl) == (PORT4, TUN4, 4, 59)
