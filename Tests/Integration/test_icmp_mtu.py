@@ -103,6 +103,9 @@ def _tun_cases():
     for dport, kind in [(80, "nat"), (90, "dr"), (81, "tun")]:
         cases.append(("ttl1-%s" % kind, from_client(syn4(dport, 100, ttl=1, sport=47000 + dport)), ("ttl",)))
         cases.append(("hlim1-%s" % kind, from_client(syn6(dport, 100, hlim=1, sport=47000 + dport)), ("ttl",)))
+    # TTL is checked before the MTU (§7 steps 1, 2): time exceeded, not frag-needed.
+    cases.append(("ttl1-and-too-big-tun", from_client(syn4(81, 1490, ttl=1, sport=47300)), ("ttl",)))
+    cases.append(("hlim1-and-too-big-tun6", from_client(syn6(81, 1490, hlim=1, sport=47300)), ("ttl",)))
     cases.append(("ttl2-nat", from_client(syn4(80, 100, ttl=2, sport=47200)), ("ttl2",)))
     cases.append(("hlim2-dr", from_client(syn6(90, 100, hlim=2, sport=47201)), ("ttl2",)))
     return cases
