@@ -523,24 +523,36 @@ def callgrind_switchyard(name, method, flows, n, cpu, outdir, proto="udp", newco
     return {"ipp": per, "n": n, "totals": totals, "top": [(names[k], v) for k, v in top]}
 
 
-def callgrind_slope(who, cpu, outdir, log):
+def callgrind_slope(who, cpu, outdir, log, method="io"):
     """Instructions per packet for io forwarding on an infinite_rx capture:
     two runs of different lengths, (I2 - I1) / (P2 - P1). Works for testpmd,
     which never exits by itself."""
     cap = os.path.join(WORK, "udp-uniform-f1000-p65536-64.pcap")
     captures.ensure(cap, lambda p: captures.write_pcap(p, captures.uniform_flows(1000, 65536)))
     pts = []
-    for secs in (4, 10):
-        out = os.path.join(outdir, "callgrind.slope-%s.%d.out" % (who, secs))
+    for secs in (3, 9):
+        out = os.path.join(outdir, "callgrind.slope-%s-%s.%d.out" % (who, method, secs))
         vd = ["net_pcap0,rx_pcap=%s,infinite_rx=1" % cap, "net_null1,no-rx=1"]
         common = eal(cpu, 512, vd)
         if who == "testpmd":
-            argv = [TESTPMD] + common + ["--", "--forward-mode=io", "--total-num-mbufs", "98304", "--mbuf-size", "256"]
+            argv = [TESTPMD] + common + ["--", "--forward-mode=io"]
+            first = lambda ls: any("Rx-pps" in x for x in ls)
         else:
-            argv = [BIN] + common + ["--", "--forward-mode", "io", "--total-num-mbufs", "98304", "--mbuf-size", "256"]
-        p = Proc(["valgrind", "--tool=callgrind", "--callgrind-out-file=" + out] + argv, cpu=cpu)
-        time.sleep(secs + 4)
-        p.stop(60)
+            argv = [BIN] + common + ["--", "--forward-mode", "io" if method == "io" else "lb"]
+            if method != "io":
+                argv += ["--config", rules_file("slope-" + method, method, 8), "--port-addr", "1:10.0.0.1/16",
+                         "--port-addr", "0:192.0.2.1/24"]
+                for ip, mac in servers(8):
+                    argv += ["--neigh", "%s=%s" % (ip, mac)]
+            first = lambda ls: any(x.startswith("lcore") for x in ls)
+        argv += ["--total-num-mbufs", "98304", "--mbuf-size", "256", "--stats-period", "1"]
+        # Start-up under valgrind takes seconds: count from the first counters on.
+        p = Proc(["stdbuf", "-oL", "valgrind", "--tool=callgrind", "--callgrind-out-file=" + out] + argv, cpu=cpu)
+        if not p.wait_for(first, 120):
+            p.stop(60)
+            return {"error": "no counters: " + " | ".join(p.lines[-4:])}
+        time.sleep(secs)
+        p.stop(120)
         text = "\n".join(p.lines)
         if who == "testpmd":
             m = re.search(r"Accumulated forward statistics.*?RX-packets:\s+(\d+)", text, re.S)
@@ -666,7 +678,8 @@ def report(meta, results, cg, slope, growth_ipp, mem, path):
             L.append("| %s | %s | %s |" % (name, c.get("n", "-"), fmt(c.get("ipp"), 0) if "ipp" in c else "error: " + c["error"][:80].replace("\n", " ")))
         if slope:
             L.append("")
-            L.append("io forwarding on an infinite_rx capture, two run lengths, (I2-I1)/(P2-P1) (testpmd never exits by itself):")
+            L.append("The same infinite_rx replay as the throughput runs (1k flows, 64 B), two run lengths, "
+                     "(I2-I1)/(P2-P1) (testpmd never exits by itself, so N/2N captures do not apply to it):")
             L.append("")
             L.append("| program | instructions/packet |")
             L.append("|---|---|")
@@ -785,11 +798,14 @@ def main():
             cg[name] = c
             log("   %-10s %s instructions/packet%s" % (name, fmt(c.get("ipp"), 0),
                                                       "  [%s]" % c["error"][-200:] if "error" in c else ""))
-        for who in ("switchyard", "testpmd"):
-            s = callgrind_slope(who, cpu, outdir, log)
-            slope["%s io (infinite_rx)" % who] = s
-            log("   slope %-10s io: %s instructions/packet%s" % (who, fmt(s.get("ipp"), 0),
-                                                                 "  [%s]" % s["error"][-200:] if "error" in s else ""))
+        for who, method in (("testpmd", "io"), ("switchyard", "io"), ("switchyard", "nat"), ("switchyard", "dr")):
+            if args.quick and method == "dr":
+                continue
+            s = callgrind_slope(who, cpu, outdir, log, method)
+            label = "%s %s" % (who, "io" if method == "io" else "lb " + method.upper())
+            slope[label] = s
+            log("   slope %-18s %s instructions/packet%s" % (label, fmt(s.get("ipp"), 0),
+                                                           "  [%s]" % s["error"][-200:] if "error" in s else ""))
         growth[1000] = cg["nat"].get("ipp") if "ipp" in cg["nat"] else None
         for f in ([100000] if args.quick else [10000, 100000, 1000000]):
             nn = max(n, f)
