@@ -12,7 +12,7 @@ import pytest
 from scapy.all import IP, TCP, UDP, IPv6, IPv6ExtHdrDestOpt, IPOption_NOP, IPOption_RR, PadN, Raw
 
 from pathcheck import (CLIENT4, CLIENT6, GW_MAC, PORT_MAC, RS, VIP4, VIP6, check_run_captures,
-                       expected_forwarded, from_client, from_rs, l3_bytes, run_lb)
+                       expected_forwarded, from_client, from_rs, inet_checksum, l3_bytes, run_lb)
 
 RS4 = "10.0.0.11"
 RS6 = "2001:db8:a::11"
@@ -30,6 +30,21 @@ RULES = """\
 
 C4_OPT = "203.0.113.7"
 C4_UDP0 = "203.0.113.8"
+C4_FFFF = "203.0.113.9"
+
+
+def ffff_payload(src, dst, sport, dport):
+    """A 2-byte UDP payload for which the datagram src:sport -> dst:dport has
+    a computed checksum of 0, which must be sent as 0xFFFF (0 = no checksum)."""
+    l3 = IP if ":" not in src else IPv6
+    b = bytes(l3(src=src, dst=dst) / UDP(sport=sport, dport=dport, chksum=0) / Raw(b"\0\0"))
+    if l3 is IP:
+        ph = b[12:20] + b"\0\x11" + b[24:26]
+        udp = b[20:]
+    else:
+        ph = b[8:40] + len(b[40:]).to_bytes(4, "big") + b"\0\0\0\x11"
+        udp = b[40:]
+    return inet_checksum(ph + udp).to_bytes(2, "big")
 
 
 def _flows():
@@ -92,6 +107,17 @@ def _flows():
     inbound("tcp6-destopt", IPv6(src=CLIENT6, dst=VIP6, hlim=64) /
             IPv6ExtHdrDestOpt(options=[PadN(optdata=b"\0\0\0\0")]) /
             TCP(sport=40006, dport=80, flags="S") / Raw(b"ext"), 80, 8080, RS6)
+    # Checksums that come out as 0 after the rewrite: written as 0xFFFF (§7,
+    # CSUM_MANGLED_0), whether updated incrementally or computed in full.
+    pl = ffff_payload(C4_FFFF, RS4, 40007, 7778)
+    inbound("udp4-ffff", IP(src=C4_FFFF, dst=VIP4, ttl=64) / UDP(sport=40007, dport=7777) / Raw(pl), 7777, 7778, RS4)
+    inbound("udp4-ffff-from-0", IP(src=C4_FFFF, dst=VIP4, ttl=64) / UDP(sport=40007, dport=7777, chksum=0) /
+            Raw(pl), 7777, 7778, RS4)
+    pl = ffff_payload(VIP4, C4_FFFF, 7777, 40007)
+    outbound("udp4-ffff-reply", IP(src=RS4, dst=C4_FFFF, ttl=64) / UDP(sport=7778, dport=40007) / Raw(pl), VIP4, 7777)
+    pl = ffff_payload(CLIENT6, RS6, 40008, 7778)
+    inbound("udp6-ffff", IPv6(src=CLIENT6, dst=VIP6, hlim=64) / UDP(sport=40008, dport=7777) / Raw(pl),
+            7777, 7778, RS6)
     return flows
 
 
@@ -153,6 +179,14 @@ def test_nat_rewrite(nat_run, idx):
                                                                            w.show2(dump=True)))
 
 
+def test_udp_checksum_zero_result_sent_as_ffff(nat_run):
+    """A rewritten UDP datagram whose checksum computes to 0 carries 0xFFFF."""
+    names = [f[0] for f in FLOWS]
+    for name in ("udp4-ffff", "udp4-ffff-from-0", "udp4-ffff-reply", "udp6-ffff"):
+        out = _out_for(nat_run, names.index(name))
+        assert out[UDP].chksum == 0xFFFF, (name, hex(out[UDP].chksum))
+
+
 def test_udp_zero_checksum_gets_full_checksum(nat_run):
     """§7 NAT: a UDP datagram with checksum 0 gets a freshly computed full
     checksum (0 written as 0xFFFF), in both directions."""
@@ -169,8 +203,8 @@ def test_udp_zero_checksum_gets_full_checksum(nat_run):
 def test_connections_listed(nat_run):
     """The lcore line shows the connections the client packets created: tcp4,
     udp4, options client, zero-checksum client, tcp6, udp6, the two padded
-    flows and the destination-options flow."""
-    assert nat_run.lcore_counters()[0]["conns"] == 9
+    flows, the destination-options flow and the two 0xFFFF clients."""
+    assert nat_run.lcore_counters()[0]["conns"] == 11
 
 
 def test_tshark_reads_the_rewritten_fields(nat_run):
