@@ -157,7 +157,7 @@ class Frame:
 # ---------------------------------------------------------------- traffic
 
 class Record:
-    __slots__ = ("t", "frame", "pkt", "outcome", "ident", "script", "step", "dest", "new", "cp", "after")
+    __slots__ = ("t", "frame", "pkt", "outcome", "ident", "script", "step", "dest", "new", "cp", "after", "tpl")
 
     def __init__(self, **kw):
         for k, v in kw.items():
@@ -206,6 +206,13 @@ class Capture:
         self.scripts.append(sc)
         return sc
 
+    def heartbeat(self, start_ms, end_ms, every_ms):
+        """Unrelated packets (not to a VIP, passed through) every `every_ms`,
+        so that Switchyard's packet clock never stands still for long."""
+        n = max(1, (end_ms - start_ms) // every_ms)
+        return self.script(start_ms, "udp", "198.51.100.250", 9, "198.51.100.251", 9,
+                           [(0, "u:8")] + [(every_ms, "u:8")] * n, tag="heartbeat")
+
     def build(self):
         heap = []
         for sc in self.scripts:
@@ -232,10 +239,11 @@ class Capture:
                 assert ident < 65536, "capture too large for unique IP IDs"
                 outcome = model.process(pkt, t)
                 rec = Record(t=t, frame=fr, pkt=pkt, outcome=outcome, ident=ident, script=sc, step=i,
-                             dest=None, new=False, cp=None, after=None)
+                             dest=None, new=False, cp=None, after=None, tpl=None)
                 if outcome[0] in ("fwd", "reply"):
                     rec.cp = outcome[1]
                     rec.after = (rec.cp.state_name(), rec.cp.inactive)
+                    rec.tpl = rec.cp.control
                     rec.dest = outcome[1].dest
                     rec.new = outcome[0] == "fwd" and outcome[2]
                 self.records.append(rec)
