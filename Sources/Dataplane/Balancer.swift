@@ -25,11 +25,15 @@ public struct Balancer: BurstProcessor {
     let steering: Steering?
     let me: Int
     let ringBurst = UnsafeMutablePointer<OpaquePointer?>.allocate(capacity: 32)
+    let resolver = Resolver()
+    /// Send gratuitous ARP / unsolicited NA for VIPs (worker 0 only).
+    let announces: Bool
 
     public init(engine: Engine, router: Router, pool: OpaquePointer, pairs: [UInt16: UInt16],
                 reasons: UnsafeMutablePointer<UInt64>, options: Options, steering: Steering?, workerIndex: Int) {
         self.steering = steering
         self.me = workerIndex
+        announces = workerIndex == 0 && options.gratuitousARP
         self.engine = engine
         self.router = router
         self.pool = pool
@@ -73,6 +77,15 @@ public struct Balancer: BurstProcessor {
             sy_mbuf_free(m)
             return
         }
+        if packetClock {
+            let ts = sy_mbuf_rx_timestamp(m, tsOffset, tsFlag)
+            if ts != 0 { lastPacketTime = ts }
+        }
+        // ARP, NDP and echo for our own addresses are answered here.
+        if info.l4Proto != 6 && info.l4Proto != 17
+            && handleLocal(m, p, length: len, rxPort: rxPort, tx: &tx, counters: counters) {
+            return
+        }
         // Several workers: the connection's owner is the worker the client's
         // <address, port> hashes to; a packet that came to the wrong one moves.
         if let st = steering, !redirected, info.hasPorts {
@@ -91,13 +104,7 @@ public struct Balancer: BurstProcessor {
                 return
             }
         }
-        var now = burstNow
-        if packetClock {
-            let ts = sy_mbuf_rx_timestamp(m, tsOffset, tsFlag)
-            if ts != 0 { lastPacketTime = ts }
-            now = lastPacketTime
-        }
-        let v = engine.process(p, info: &info, now: now)
+        let v = engine.process(p, info: &info, now: packetClock ? lastPacketTime : burstNow)
         switch v.action {
         case .forward:
             counters.pointee.lbInPackets &+= 1
@@ -139,6 +146,8 @@ public struct Balancer: BurstProcessor {
                 }
             }
         }
+        if !resolver.pending.isEmpty { releasePending(tx: &tx, counters: counters) }
+        if announces && resolver.vipVersionAnnounced != engine.vipVersion { announce(tx: &tx, counters: counters) }
         counters.pointee.connsLive = UInt64(engine.liveConnections)
         counters.pointee.connsCreated = engine.connsCreated
         counters.pointee.connsRefused = engine.connsRefused
@@ -149,14 +158,18 @@ public struct Balancer: BurstProcessor {
     mutating func forward(_ m: OpaquePointer, _ p: UnsafeMutableRawPointer, _ info: PacketInfo, _ dst: IPAddress,
                           tx: inout TxBuffers, counters: UnsafeMutablePointer<WorkerCounters>) {
         let e = router.egress(for: dst)
+        let oversize = info.isIPv4 && info.ipTotalLength > mtu
         guard let mac = router.neighbour(e.nextHop) else {
-            counters.pointee.dropped &+= 1
-            sy_mbuf_free(m)
+            if oversize {
+                counters.pointee.dropped &+= 1
+                sy_mbuf_free(m)
+            } else {
+                awaitNeighbour(m, nextHop: e.nextHop, port: e.port, tx: &tx, counters: counters)
+            }
             return
         }
-        Ethernet.setAddresses(p, destination: mac, source: router.portMACs[e.port] ?? MACAddress(0))
-        // Trim Ethernet padding beyond the IP packet once the IP length changed (tunnels) or anyway.
-        if info.isIPv4 && info.ipTotalLength > mtu {
+        Ethernet.setAddresses(p, destination: mac, source: router.mac(of: e.port))
+        if oversize {
             fragment(m, p, info, port: e.port, tx: &tx, counters: counters)
             return
         }
@@ -191,8 +204,7 @@ public struct Balancer: BurstProcessor {
                          tx: inout TxBuffers, counters: UnsafeMutablePointer<WorkerCounters>) {
         let route = engine.destRoutes[Int(v.destID)]
         let e = router.egress(for: v.nextHop)
-        guard let src = router.address(of: e.port, family: v.nextHop.family),
-              let mac = router.neighbour(e.nextHop) else {
+        guard let src = router.address(of: e.port, family: v.nextHop.family) else {
             counters.pointee.dropped &+= 1
             sy_mbuf_free(m)
             return
@@ -214,7 +226,23 @@ public struct Balancer: BurstProcessor {
         }
         let total = Int(sy_mbuf_data_len(m))
         if total > newLen { _ = sy_mbuf_trim(m, UInt16(total - newLen)) }
-        Ethernet.setAddresses(start, destination: mac, source: router.portMACs[e.port] ?? MACAddress(0))
+        guard let mac = router.neighbour(e.nextHop) else {
+            awaitNeighbour(m, nextHop: e.nextHop, port: e.port, tx: &tx, counters: counters)
+            return
+        }
+        Ethernet.setAddresses(start, destination: mac, source: router.mac(of: e.port))
+        if newLen - info.l3Offset > mtu {
+            // Only a packet without DF gets here (the engine answered the others
+            // with fragmentation needed): the outer IPv4 packet leaves in fragments.
+            var outer = PacketInfo()
+            if parseFrame(UnsafeRawPointer(start), length: newLen, into: &outer) == .ok && outer.isIPv4 && !outer.dfSet {
+                fragment(m, start, outer, port: e.port, tx: &tx, counters: counters)
+            } else {
+                counters.pointee.dropped &+= 1
+                sy_mbuf_free(m)
+            }
+            return
+        }
         tx.add(m, port: e.port, counters: counters)
     }
 
@@ -226,7 +254,7 @@ public struct Balancer: BurstProcessor {
         let d = sy_mbuf_data(f).unsafelyUnwrapped
         let cap = Int(sy_mbuf_tailroom(f))
         let back = Ethernet.source(UnsafeRawPointer(p))
-        let me = router.portMACs[rxPort] ?? MACAddress(0)
+        let me = router.mac(of: rxPort)
         let n: Int
         switch (v.reason, info.isIPv6) {
         case (.ttlExpired, _):

@@ -25,6 +25,8 @@ public struct WorkerCounters {
     public var lbInPackets: UInt64 = 0
     public var lbOutPackets: UInt64 = 0
     public var noDest: UInt64 = 0
+    /// ARP/NDP/echo requests answered by the data plane itself.
+    public var localAnswers: UInt64 = 0
     public init() {}
 }
 
@@ -69,7 +71,7 @@ public final class CounterBlock: @unchecked Sendable {
             t.connsRefused &+= c.connsRefused; t.redirected &+= c.redirected
             t.redirectDropped &+= c.redirectDropped; t.icmpSent &+= c.icmpSent
             t.passthrough &+= c.passthrough; t.lbInPackets &+= c.lbInPackets
-            t.lbOutPackets &+= c.lbOutPackets; t.noDest &+= c.noDest
+            t.lbOutPackets &+= c.lbOutPackets; t.noDest &+= c.noDest; t.localAnswers &+= c.localAnswers
         }
         return t
     }

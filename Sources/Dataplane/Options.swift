@@ -48,6 +48,9 @@ public struct Options: Sendable {
     public var maxConns: Int = 1 << 20
     public var dumpOnExit: Bool = false
     public var forwardMode: ForwardMode = .lb
+    /// nil: on unless every port is a capture/benchmark device (net_pcap, net_null, net_ring).
+    public var gratuitousARP: Bool = false
+    public var gratuitousARPSetting: Bool? = nil
     public var help: Bool = false
 
     public init() {}
@@ -92,6 +95,7 @@ public enum OptionParser {
         ("--socket", "PATH", "admin socket (default /run/switchyard/<file-prefix>.sock)"),
         ("--max-conns", "N", "connection table bound per worker (default 1048576)"),
         ("--forward-mode", "io|lb", "lb balances (default); io forwards everything unchanged, as testpmd io"),
+        ("--gratuitous-arp", "on|off", "announce VIPs and port addresses at start and on change (default: on, off on pcap/null/ring devices)"),
     ]
     public static let boolFlags: [(String, String)] = [
         ("--dump-on-exit", "print the `ipvsadm -L -n` and `-L -n -c` listings when stopping"),
@@ -221,6 +225,9 @@ public enum OptionParser {
                 o.routes.append(StaticRoute(prefix: pfx.masked(prefix: len), prefixLength: len, gateway: gw, port: port))
             case "--socket": o.socketPath = v
             case "--max-conns": o.maxConns = try intValue(arg, v, min: 16, max: 1 << 30)
+            case "--gratuitous-arp":
+                guard v == "on" || v == "off" else { throw OptionError("invalid value '\(v)' for --gratuitous-arp: expected on or off") }
+                o.gratuitousARPSetting = v == "on"
             case "--forward-mode":
                 guard let m = ForwardMode(rawValue: v) else { throw OptionError("invalid value '\(v)' for --forward-mode: expected io or lb") }
                 o.forwardMode = m

@@ -21,11 +21,12 @@ public final class Router: @unchecked Sendable {
     let entries: UnsafeMutablePointer<RouteEntry>
     let count: Int
     let defaultPort: UInt16
-    /// Static neighbours (--neigh); dynamic ARP/NDP resolution adds to this later.
-    public private(set) var neighbours: [IPAddress: MACAddress]
-    /// Each port's MAC and its first address of each family (for packets we originate).
-    public let portMACs: [UInt16: MACAddress]
+    /// Static (--neigh) and learned (ARP/NDP) neighbours.
+    public let neighbours = NeighbourTable()
+    /// Each port's MAC, indexed by port id.
+    let macs: UnsafeMutablePointer<MACAddress>
     public let portAddresses: [PortAddress]
+    public let portIDs: [UInt16]
 
     public init(options: Options, ports: [PortDescription]) {
         var list: [RouteEntry] = []
@@ -45,13 +46,41 @@ public final class Router: @unchecked Sendable {
         for (i, e) in list.enumerated() { (entries + i).initialize(to: e) }
         count = list.count
         self.defaultPort = defaultPort
-        var n: [IPAddress: MACAddress] = [:]
-        for e in options.neighbours { n[e.address] = e.mac }
-        neighbours = n
-        var macs: [UInt16: MACAddress] = [:]
-        for p in ports { macs[p.id] = p.mac }
-        portMACs = macs
+        for e in options.neighbours { neighbours.learn(e.address, e.mac, now: 0, permanent: true) }
+        macs = .allocate(capacity: 1024)
+        macs.initialize(repeating: MACAddress(0), count: 1024)
+        for p in ports where p.id < 1024 { macs[Int(p.id)] = p.mac }
         portAddresses = options.portAddresses
+        portIDs = ports.map(\.id)
+    }
+
+    @inline(__always)
+    public func mac(of port: UInt16) -> MACAddress { macs[Int(port) & 1023] }
+
+    /// Is `a` one of port P's own addresses?
+    public func isPortAddress(_ a: IPAddress, port: UInt16) -> Bool {
+        portAddresses.contains { $0.port == port && $0.address == a }
+    }
+
+    public func isAnyPortAddress(_ a: IPAddress) -> Bool {
+        portAddresses.contains { $0.address == a }
+    }
+
+    /// Ports that answer ARP/NDP for a VIP: those whose prefix holds it, or
+    /// the first port when none does.
+    public func portsAnswering(forVIP a: IPAddress) -> [UInt16] {
+        let holding = portAddresses.filter { $0.address.family == a.family && a.masked(prefix: $0.prefixLength) == $0.address.masked(prefix: $0.prefixLength) }
+        if holding.isEmpty { return portIDs.first.map { [$0] } ?? [] }
+        var out: [UInt16] = []
+        for h in holding where !out.contains(h.port) { out.append(h.port) }
+        return out
+    }
+
+    /// The source address for probes to `target` on `port`: the port's
+    /// address whose prefix holds the target, else its first of that family.
+    public func probeSource(for target: IPAddress, port: UInt16) -> IPAddress? {
+        let mine = portAddresses.filter { $0.port == port && $0.address.family == target.family }
+        return (mine.first { target.masked(prefix: $0.prefixLength) == $0.address.masked(prefix: $0.prefixLength) } ?? mine.first)?.address
     }
 
     /// Longest-prefix match; with no match the destination is taken as
@@ -70,7 +99,7 @@ public final class Router: @unchecked Sendable {
     }
 
     @inline(__always)
-    public func neighbour(_ a: IPAddress) -> MACAddress? { neighbours[a] }
+    public func neighbour(_ a: IPAddress) -> MACAddress? { neighbours.lookup(a)?.mac }
 
     /// The address of `port` in `family` (the TUN outer source, ICMP source of last resort).
     public func address(of port: UInt16, family: AddressFamily) -> IPAddress? {

@@ -177,6 +177,7 @@ public final class Engine {
             for m in table.fwmarkMatches(mark: svc.fwmark) where svc.fwmark != 0 { vips.insert(m.addr) }
         }
         for d in table.trash { updateRoute(d) }
+        if vips != virtualAddresses { vipVersion += 1 }
         virtualAddresses = vips
         vip4.initialize(repeating: 0, count: Engine.vip4Slots)
         for a in vips where a.isV4 && a.v4 != 0 {
@@ -188,6 +189,8 @@ public final class Engine {
 
     /// Addresses of every virtual service (VIPs), refreshed with the dest data.
     public private(set) var virtualAddresses = Set<IPAddress>()
+    /// Changes whenever the set of VIPs does (announcements follow it).
+    public private(set) var vipVersion = 0
     static let vip4Slots = 1024
     /// IPv4 VIPs in a small open-addressing table (0 = empty), for the per-packet check.
     let vip4 = UnsafeMutablePointer<UInt32>.allocate(capacity: Engine.vip4Slots)
@@ -411,6 +414,9 @@ public final class Engine {
             _ = NAT.rewriteDestination(p, info: &info, address: v.nextHop, port: tbl.u16(i, ConnField.dport))
             v.action = .forward
         case .tunnel:
+            // A tunnel server may be of the other family; the entry holds
+            // addresses of the service's family only, the dest its own.
+            v.nextHop = route.address
             v.action = .tunnel
         default:
             v.action = .forward
@@ -738,6 +744,7 @@ public final class Engine {
                 _ = ICMP.rewriteRelatedInbound(p, info: &info, embedded: &emb, server: v.nextHop, port: tbl.u16(i, ConnField.dport))
                 v.action = .forward
             case .tunnel:
+                v.nextHop = route.address
                 v.action = .tunnel
             case .local:
                 v.action = .local

@@ -55,6 +55,9 @@ enum Launcher {
             }
             table.rawStats = { owner in rawStats(owner, engines) }
             let router = Router(options: options, ports: runtime.ports)
+            var options = options
+            let replayOnly = runtime.ports.allSatisfy { ["net_pcap", "net_null", "net_ring"].contains($0.driver) }
+            options.gratuitousARP = options.gratuitousARPSetting ?? !replayOnly
             let pool = runtime.pool!
             var steering: Steering? = nil
             if runtime.workers.count > 1 {

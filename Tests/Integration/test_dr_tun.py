@@ -290,10 +290,6 @@ def test_egress_port_and_its_address_with_two_ports():
 
 # ------------------------------------------------------------------ mixed families
 
-@pytest.mark.xfail(strict=True, reason="Switchyard bug: a TUN real server of the other address family (IPv4 "
-                                       "service, IPv6 RS or the reverse) is encapsulated with an outer header of "
-                                       "the service's family and a truncated/mapped RS address (0.0.0.38, "
-                                       "::10.0.0.26), sent to the gateway MAC")
 def test_tun_mixed_address_families():
     """§7 TUN: "Mixed address families (for example an IPv4 service with an
     IPv6 RS) are allowed only for tunnelling". The outer header is of the

@@ -158,9 +158,6 @@ def test_tun_mtu_and_ttl(tun_run, idx):
         assert got.endswith(dec_ttl(bytes(l3)))
 
 
-@pytest.mark.xfail(strict=True, reason="Switchyard bug: an IPv4 TUN packet without DF that does not fit the "
-                                       "link after encapsulation leaves as one oversize frame instead of being "
-                                       "fragmented (the kernel's ip_local_out fragments the outer packet)")
 def test_tun_without_df_respects_link_mtu():
     """IPv4 without DF, 1490 bytes, IPIP: the 1510-byte outer packet (DF 0, as
     the inner) cannot leave whole on a 1500 link. IPVS sets ignore_df and
