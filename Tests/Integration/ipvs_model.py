@@ -689,8 +689,9 @@ SCHEDULERS = {c.name: c for c in (RR, WRR, LC, WLC, SED, NQ, FO, OVF, TWOS, DH, 
 
 class Service:
     def __init__(self, proto, vip, vport, sched="wlc", persistent=None, netmask="255.255.255.255",
-                 sched_flags=()):
+                 sched_flags=(), ops=False):
         self.proto = proto
+        self.ops = ops and proto == "udp"       # one-packet scheduling
         self.vip = vip
         self.vport = vport
         self.persistent = persistent            # seconds, or None
@@ -786,6 +787,10 @@ class IPVS:
                 opts["fwd"] = a[1]
                 i += 1
                 continue
+            if a == "-o":
+                opts["-o"] = True
+                i += 1
+                continue
             if a == "-p":
                 if i + 1 < len(argv) and argv[i + 1].isdigit():
                     opts["-p"] = int(argv[i + 1])
@@ -806,7 +811,7 @@ class IPVS:
             flags = opts.get("-b", "")
             svc = Service(proto, vip, vport, sched=opts.get("-s", "wlc"), persistent=opts.get("-p"),
                           netmask=opts.get("-M", "255.255.255.255"),
-                          sched_flags=[f for f in flags.split(",") if f])
+                          sched_flags=[f for f in flags.split(",") if f], ops=opts.get("-o", False))
             self.services[(proto, vip, vport)] = svc
         elif cmd == "-a":
             svc = self.services[(proto, vip, vport)]
@@ -954,6 +959,8 @@ class IPVS:
     # ---- the packet path
     def _new_conn(self, svc, pkt, dest, dport, now):
         cp = Conn(svc.proto, pkt["src"], pkt["sport"], pkt["dst"], pkt["dport"], dest, dport)
+        cp.svc = svc
+        cp.ops = svc.ops
         self._bind(cp)
         self.conns[(cp.proto, cp.caddr, cp.cport, cp.vaddr, cp.vport)] = cp
         self.out[(cp.proto, cp.daddr, cp.dport, cp.caddr, cp.cport)] = cp
@@ -969,13 +976,16 @@ class IPVS:
                 return None
             return self._new_conn(svc, pkt, dest, dest.port or pkt["dport"], now)
         snet = ip2int(pkt["src"]) & svc.netmask
-        tkey = (svc.proto, snet, pkt["dst"], pkt["dport"])
+        vport = pkt["dport"]
+        same_port = vport == svc.vport          # else a port-0 service: the template covers every port
+        tkey = (svc.proto, snet, pkt["dst"], vport if same_port else 0)
         ct = self.templates.get(tkey)
         if ct is None or not ct.dest.available:
             dest = svc.sched.schedule(svc, pkt, now)
             if dest is None:
                 return None
-            ct = Conn(svc.proto, int2ip(snet), 0, pkt["dst"], pkt["dport"], dest, dest.port, template=True)
+            ct = Conn(svc.proto, int2ip(snet), 0, pkt["dst"], tkey[3], dest, dest.port if same_port else 0,
+                      template=True)
             ct.tkey = tkey
             ct.inactive = False
             self._bind(ct)
@@ -983,7 +993,7 @@ class IPVS:
             self.templates[tkey] = ct
             self.all_conns.add(ct)
         dest = ct.dest
-        cp = self._new_conn(svc, pkt, dest, dest.port or pkt["dport"], now)
+        cp = self._new_conn(svc, pkt, dest, dest.port if (same_port and dest.port) else vport, now)
         cp.control = ct
         ct.n_control += 1
         self._put(ct, now)
@@ -1016,10 +1026,15 @@ class IPVS:
         try:
             new = False
             if cp is None:
-                svc = self.services.get((proto, pkt["dst"], pkt["dport"]))
+                svc = self.services.get((proto, pkt["dst"], pkt["dport"])) or \
+                    self.services.get((proto, pkt["dst"], 0))
                 if svc is None:
                     return ("pass",)
                 if proto == "tcp" and ("R" in pkt["flags"] or "S" not in pkt["flags"]):
+                    self.events["not-scheduled"] += 1
+                    return ("local",)
+                if pkt["sport"] == 20:
+                    # ip_vs_schedule never schedules FTP data (client port 20): ignored, accepted
                     self.events["not-scheduled"] += 1
                     return ("local",)
                 cp = self._schedule(svc, pkt, now)
@@ -1027,12 +1042,15 @@ class IPVS:
                     self.events["no-dest"] += 1
                     return ("icmp-unreach",)
                 new = True
-            svc = self.services[(proto, cp.vaddr, cp.vport)]
+            svc = cp.svc
             cp.dest.inpkts += 1
             cp.dest.inbytes += pkt["length"]
             svc.inpkts += 1
             self._set_state(cp, "INPUT", pkt)
             self._put(cp, now)
+            if cp.ops:
+                # one-packet scheduling: the conn is not hashed and dies right after its packet
+                self._expire(cp, now)
             return ("fwd", cp, new)
         finally:
             if old is not None:
@@ -1044,7 +1062,7 @@ class IPVS:
             self._expire(old, self.now)
 
     def _reply(self, cp, pkt, now):
-        svc = self.services[(cp.proto, cp.vaddr, cp.vport)]
+        svc = cp.svc
         cp.dest.outpkts += 1
         cp.dest.outbytes += pkt["length"]
         svc.outpkts += 1

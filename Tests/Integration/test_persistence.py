@@ -283,3 +283,42 @@ def test_expiry_in_due_order_after_a_long_gap():
     res = run(cap)
     report = check(cap, res)
     assert report == "", report
+
+
+def test_port_zero_persistent_service():
+    """A persistent service on port 0 takes every port of its VIP (when no
+    service has that exact port): one template per client, keyed
+    <proto, client, 0, VIP, 0> and listed as VIP:0, sends all the client's
+    connections, whatever their port, to one server; the connection keeps the
+    port the client used (the server's port is 0). A service on an exact port
+    of the same VIP still wins for that port."""
+    rules = """-A -t 192.0.2.10:0 -s rr -p 360
+-a -t 192.0.2.10:0 -r 10.0.0.11:0 -m -w 1
+-a -t 192.0.2.10:0 -r 10.0.0.12:0 -m -w 1
+-a -t 192.0.2.10:0 -r 10.0.0.13:0 -m -w 1
+-A -t 192.0.2.10:25 -s rr
+-a -t 192.0.2.10:25 -r 10.0.0.14:2525 -m -w 1
+"""
+    cap = Capture(rules)
+    k = 0
+    for c in range(1, 7):
+        for vport in (80, 443, 8080, 25, 22):
+            k += 1
+            cap.script(c * 1000 + k * 50, "tcp", "203.0.113.%d" % c, 40000 + k, VIP, vport,
+                       [(0, "c:S"), (20, "s:SA"), (20, "c:A"), (20, "c:PA")], tag="port-%d" % vport)
+    cap.build()
+    by_client = collections.defaultdict(set)
+    for sc in cap.scripts:
+        r = sc.records[0]
+        assert r.new
+        if sc.vport == 25:
+            assert r.dest.addr == "10.0.0.14" and r.cp.dport == 2525
+        else:
+            by_client[sc.client].add(r.dest.addr)
+            assert r.cp.dport == sc.vport
+    assert all(len(v) == 1 for v in by_client.values()) and len(set.union(*by_client.values())) == 3
+    rows = [r for r in cap.model.conn_rows(cap.end) if r[2].endswith(":0")]
+    assert len(rows) == 6 and all(r[3] == "192.0.2.10:0" and r[1] == "ASSURED" for r in rows)
+    res = run(cap)
+    report = check(cap, res)
+    assert report == "", report

@@ -250,3 +250,48 @@ def test_port_unreachable_when_no_server(variant):
     report = check(cap, res)
     assert report == "", report
     assert tshark_check(res) == []
+
+
+def test_ftp_data_source_port_is_never_scheduled():
+    """ip_vs_schedule never schedules a connection from client port 20 (FTP
+    data): the SYN (or UDP datagram) is left alone, not forwarded, no ICMP.
+    Port 21 and others are scheduled as usual."""
+    cap = Capture(rules_rr("-m") + rules_rr("-g", proto="udp", port=53))
+    k = 0
+    for sport in (20, 21, 19, 20):
+        k += 1
+        cap.script(k * 100, "tcp", "203.0.113.%d" % k, sport, VIP, 80, [(0, "c:S"), (20, "c:A")], tag="tcp-%d" % sport)
+        cap.script(k * 100 + 50, "udp", "203.0.113.%d" % k, sport, VIP, 53, [(0, "u")], tag="udp-%d" % sport)
+    cap.build()
+    for sc in cap.scripts:
+        kinds = {r.outcome[0] for r in sc.records}
+        assert kinds == ({"local"} if sc.cport == 20 else {"fwd"}), (sc.tag, kinds)
+    res = run(cap)
+    report = check(cap, res)
+    assert report == "", report
+
+
+def test_one_packet_scheduling():
+    """-o (UDP only): every datagram is scheduled on its own and its
+    connection dies right after it, so one client port rotates over rr's
+    servers and nothing is left in -L -n -c; with -p the datagrams still
+    create and refresh the template (listed, NONE) and all go to its server."""
+    rules = rules_rr("-g", vip="192.0.2.30", proto="udp", port=53, extra=" -o") + \
+        rules_rr("-g", vip="192.0.2.31", proto="udp", port=53, extra=" -p 60 -o")
+    cap = Capture(rules)
+    cap.script(0, "udp", "203.0.113.1", 5000, "192.0.2.30", 53, [(0, "u")] + [(1000, "u")] * 8, tag="ops")
+    cap.script(500, "udp", "203.0.113.2", 5000, "192.0.2.31", 53, [(0, "u")] + [(1000, "u")] * 8, tag="ops-p")
+    cap.script(300, "udp", "203.0.113.3", 5001, "192.0.2.31", 53, [(0, "u")], tag="ops-p-other")
+    # one packet after the others: the packet clock moves on, so the last one-packet
+    # connection has had its "next tick" before the listings are printed
+    cap.heartbeat(12000, 12000, 1000)
+    cap.build()
+    ops, opsp, other = cap.scripts[:3]
+    assert [r.dest.addr for r in ops.records] == ["10.0.0.13", "10.0.0.12", "10.0.0.11"] * 3
+    assert all(r.new for r in ops.records + opsp.records)
+    assert {r.dest.addr for r in opsp.records} == {"10.0.0.12"} and other.records[0].dest.addr == "10.0.0.13"
+    rows = cap.model.conn_rows(cap.end)
+    assert sorted(r[1] for r in rows) == ["NONE", "NONE"]
+    res = run(cap)
+    report = check(cap, res)
+    assert report == "", report
