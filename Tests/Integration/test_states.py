@@ -295,3 +295,25 @@ def test_one_packet_scheduling():
     res = run(cap)
     report = check(cap, res)
     assert report == "", report
+
+
+def test_syn_on_live_connection_is_not_rescheduled():
+    """A SYN on a connection in SYN_RECV or ESTABLISHED (NAT and DR) is just a
+    packet of that connection: same server, no new connection (ESTABLISHED
+    stays ESTABLISHED), whatever rr would pick next."""
+    cap = Capture(rules_rr("-m") + rules_rr("-g", vip="192.0.2.11"))
+    k = 0
+    for vip in (VIP, "192.0.2.11"):
+        for prefix in (["c:S"], ["c:S", "c:A"]):
+            k += 1
+            steps = [(0 if i == 0 else 20, a) for i, a in enumerate(prefix)] + [(20000, "c:S"), (20, "c:A")]
+            cap.script(k * 1000, "tcp", "203.0.113.%d" % k, 43000 + k, vip, 80, steps, tag="+".join(prefix))
+            cap.script(k * 1000 + 5000, "tcp", "198.51.100.%d" % k, 44000 + k, vip, 80, [(0, "c:S")], tag="other")
+    cap.build()
+    for sc in cap.scripts[::2]:
+        syn = sc.records[len(sc.steps) - 2]
+        assert not syn.new and syn.dest is sc.records[0].dest
+        assert syn.after[0] == ("SYN_RECV" if sc.tag == "c:S" else "ESTABLISHED")
+    res = run(cap)
+    report = check(cap, res)
+    assert report == "", report
