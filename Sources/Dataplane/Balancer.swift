@@ -80,6 +80,8 @@ public struct Balancer: BurstProcessor {
         if packetClock {
             let ts = sy_mbuf_rx_timestamp(m, tsOffset, tsFlag)
             if ts != 0 { lastPacketTime = ts }
+            // In replays, time moves with packets: resolution timers run per packet.
+            if !resolver.pending.isEmpty { releasePending(tx: &tx, counters: counters) }
         }
         // ARP, NDP and echo for our own addresses are answered here.
         if info.l4Proto != 6 && info.l4Proto != 17
@@ -159,7 +161,7 @@ public struct Balancer: BurstProcessor {
                           tx: inout TxBuffers, counters: UnsafeMutablePointer<WorkerCounters>) {
         let e = router.egress(for: dst)
         let oversize = info.isIPv4 && info.ipTotalLength > mtu
-        guard let mac = router.neighbour(e.nextHop) else {
+        guard !isWaiting(for: e.nextHop), let mac = router.neighbour(e.nextHop) else {
             if oversize {
                 counters.pointee.dropped &+= 1
                 sy_mbuf_free(m)
@@ -226,7 +228,7 @@ public struct Balancer: BurstProcessor {
         }
         let total = Int(sy_mbuf_data_len(m))
         if total > newLen { _ = sy_mbuf_trim(m, UInt16(total - newLen)) }
-        guard let mac = router.neighbour(e.nextHop) else {
+        guard !isWaiting(for: e.nextHop), let mac = router.neighbour(e.nextHop) else {
             awaitNeighbour(m, nextHop: e.nextHop, port: e.port, tx: &tx, counters: counters)
             return
         }

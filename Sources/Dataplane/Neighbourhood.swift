@@ -43,7 +43,10 @@ extension Balancer {
                               tx: inout TxBuffers, counters: UnsafeMutablePointer<WorkerCounters>) -> Bool {
         if info.isARP {
             guard let msg = ARP.parse(UnsafeRawPointer(p), length: length, info: info) else { return false }
-            if msg.senderIP.v4 != 0 { router.neighbours.learn(msg.senderIP, msg.senderMAC, now: localNow) }
+            if msg.senderIP.v4 != 0 {
+                router.neighbours.learn(msg.senderIP, msg.senderMAC, now: localNow)
+                if !resolver.pending.isEmpty { releasePending(tx: &tx, counters: counters) }
+            }
             if msg.op == ARP.request && !msg.isGratuitous && answers(msg.targetIP, on: rxPort) {
                 ARP.makeReply(p, length: length, info: info, ourMAC: router.mac(of: rxPort))
                 counters.pointee.localAnswers &+= 1
@@ -56,11 +59,15 @@ extension Balancer {
             && (info.icmpType == ICMPv6Type.neighborSolicitation || info.icmpType == ICMPv6Type.neighborAdvertisement) {
             guard let msg = NDP.parse(UnsafeRawPointer(p), info: info) else { return false }
             if msg.type == ICMPv6Type.neighborAdvertisement {
-                if let ll = msg.linkLayer { router.neighbours.learn(msg.target, ll, now: localNow) }
+                if let ll = msg.linkLayer {
+                    router.neighbours.learn(msg.target, ll, now: localNow)
+                    if !resolver.pending.isEmpty { releasePending(tx: &tx, counters: counters) }
+                }
                 return false
             }
             if let ll = msg.linkLayer, msg.source.hi != 0 || msg.source.lo != 0 {
                 router.neighbours.learn(msg.source, ll, now: localNow)
+                if !resolver.pending.isEmpty { releasePending(tx: &tx, counters: counters) }
             }
             guard answers(msg.target, on: rxPort), let f = sy_mbuf_alloc(pool) else { return false }
             let n = NDP.buildAdvertisement(answering: msg, ourMAC: router.mac(of: rxPort),
@@ -83,6 +90,14 @@ extension Balancer {
             return true
         }
         return false
+    }
+
+    /// True when packets for `nextHop` are already waiting: a later packet
+    /// must wait behind them, or it would overtake them.
+    @inline(__always)
+    func isWaiting(for nextHop: IPAddress) -> Bool {
+        if resolver.pending.isEmpty { return false }
+        return resolver.pending.contains { $0.nextHop == nextHop }
     }
 
     /// Queue a packet until its next hop resolves, and probe for it.
