@@ -39,7 +39,9 @@ let package = Package(
             path: "Sources/Dataplane",
             swiftSettings: optimize + [.unsafeFlags(dpdkSwiftFlags)]
         ),
-        .target(name: "Control", dependencies: ["IPVS"], path: "Sources/Control", swiftSettings: optimize),
+        .target(name: "Control", dependencies: ["IPVS"], path: "Sources/Control",
+                exclude: ["Agent"],   // switchyard-agent.py, the dynamic-feedback agent (not Swift)
+                swiftSettings: optimize),
         .executableTarget(
             name: "switchyard",
             dependencies: ["CDPDK", "Wire", "IPVS", "Dataplane", "Control"],

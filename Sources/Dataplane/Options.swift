@@ -41,6 +41,11 @@ public struct Options: Sendable {
     public var exitOnIdleMs: Int? = nil
     public var clock: ClockSource = .tsc
     public var configFile: String? = nil
+    /// keepalived.conf whose virtual_servers are loaded and health-checked.
+    public var keepalivedFile: String? = nil
+    /// UDP port for dynamic-feedback agent reports, and the rule's settings.
+    public var feedbackPort: UInt16? = nil
+    public var feedbackOptions: String = ""
     public var neighbours: [NeighbourEntry] = []
     public var portAddresses: [PortAddress] = []
     public var routes: [StaticRoute] = []
@@ -89,6 +94,9 @@ public enum OptionParser {
         ("--exit-on-idle", "MS", "stop cleanly after MS milliseconds without received packets"),
         ("--clock", "tsc|packet", "time source: the TSC, or each packet's rx timestamp (pcap replays)"),
         ("--config", "FILE", "ipvsadm rules (the `ipvsadm -S -n` format) loaded at start"),
+        ("--keepalived", "FILE", "keepalived.conf: load its virtual_servers and run their health checks"),
+        ("--feedback-port", "P", "UDP port for dynamic-feedback agent reports (weights follow server load)"),
+        ("--feedback-options", "K=V,...", "feedback rule settings: a, scale, min_weight, threshold, period, cpu, load, mem, conns"),
         ("--neigh", "IP=MAC", "static neighbour entry (repeatable)"),
         ("--port-addr", "P:IP/LEN", "an address of port P (repeatable; IPv4 or IPv6)"),
         ("--route", "PREFIX=GW[@P]", "static route (repeatable)"),
@@ -190,6 +198,9 @@ public enum OptionParser {
                 guard let c = ClockSource(rawValue: v) else { throw OptionError("invalid value '\(v)' for --clock: expected tsc or packet") }
                 o.clock = c
             case "--config": o.configFile = v
+            case "--keepalived": o.keepalivedFile = v
+            case "--feedback-port": o.feedbackPort = UInt16(try intValue(arg, v, min: 1, max: 65535))
+            case "--feedback-options": o.feedbackOptions = v
             case "--neigh":
                 let parts = v.split(separator: "=", maxSplits: 1).map(String.init)
                 guard parts.count == 2, let a = IPAddress(parts[0]), let m = MACAddress(parts[1]) else {

@@ -19,6 +19,15 @@ enum Launcher {
                 return failure.code
             }
         }
+        // keepalived services and health checks, dynamic feedback (Control/Supervisor.swift).
+        let supervisor: Supervisor?
+        switch Supervisor.make(keepalived: options.keepalivedFile, feedbackPort: options.feedbackPort,
+                               feedbackOptions: options.feedbackOptions, table: table) {
+        case .failure(let e):
+            FileHandleOut.stderr("switchyard: \(e)\n")
+            return 1
+        case .success(let s): supervisor = s
+        }
         let socketPath = options.socketPath ?? AdminServer.defaultPath(filePrefix: filePrefix(ealArgs))
 
         let runtime: Runtime
@@ -85,7 +94,8 @@ enum Launcher {
             }
         }
         let admin = AdminServer(path: socketPath) { req in
-            handle(req, table: table, engines: engines, options: options, workers: runtime.workers.count)
+            if let r = Supervisor.handleHealth(req, supervisor: supervisor) { return r }
+            return handle(req, table: table, engines: engines, options: options, workers: runtime.workers.count)
         }
         do {
             try admin.start()
@@ -94,15 +104,25 @@ enum Launcher {
             runtime.shutdown()
             return 1
         }
+        do {
+            try supervisor?.start()
+        } catch {
+            FileHandleOut.stderr("switchyard: \(error)\n")
+            admin.stop()
+            runtime.shutdown()
+            return 1
+        }
         var lastEstimatorTick = 0.0, lastTrashPurge = 0.0
         runtime.housekeeping = {
             admin.poll()
+            supervisor?.housekeeping(table: table)
             let t = runtime.elapsedSeconds
             if t - lastEstimatorTick >= 2 { lastEstimatorTick = t; table.tickEstimators() }
             if t - lastTrashPurge >= 60 { lastTrashPurge = t; table.purgeTrash(now: t) }
         }
         FileHandleOut.stdout("switchyard: ready\n")
         runtime.run()
+        supervisor?.stop()
         admin.stop()
         FileHandleOut.stdout("switchyard: stopped after \(format3(runtime.elapsedSeconds)) s; final counters:\n")
         runtime.printCounters(final: true)
