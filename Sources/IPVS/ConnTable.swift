@@ -64,6 +64,7 @@ public struct ConnTable {
     static let wheelSize = 1 << wheelBits
     static let tickMicros: UInt64 = 1000
     let wheel: UnsafeMutablePointer<UInt32>   // list head per slot: index + 1, 0 = empty
+    let slotMin: UnsafeMutablePointer<UInt64> // lower bound of the expiries filed in each slot
     /// The last tick whose slot has been processed.
     public private(set) var processedTick: UInt64 = 0
     var wheelStarted = false
@@ -91,6 +92,8 @@ public struct ConnTable {
         freeCount = capacity
         wheel = .allocate(capacity: ConnTable.wheelSize)
         wheel.initialize(repeating: 0, count: ConnTable.wheelSize)
+        slotMin = .allocate(capacity: ConnTable.wheelSize)
+        slotMin.initialize(repeating: UInt64.max, count: ConnTable.wheelSize)
         self.seed = seed
     }
 
@@ -99,6 +102,7 @@ public struct ConnTable {
         buckets.deallocate()
         freeStack.deallocate()
         wheel.deallocate()
+        slotMin.deallocate()
     }
 
     /// Bytes of memory per connection slot: the entry, its share of the index and free list.
@@ -297,39 +301,48 @@ public struct ConnTable {
     }
 
     // MARK: timer wheel
+    //
+    // Slot t holds entries whose expiry tick is t (or later: re-armed lazily).
+    // Ticks up to `processedTick` are done; the current tick (processedTick + 1)
+    // is done up to the current microsecond: its slot is walked whenever `now`
+    // passes the slot's earliest expiry, kept in `slotMin` as a lower bound.
 
-    @inline(__always) static func tick(_ micros: UInt64) -> UInt64 { micros / tickMicros }
+    /// Ticks are counted from 1, so "the tick before the first" exists.
+    @inline(__always) static func tick(_ micros: UInt64) -> UInt64 { micros / tickMicros + 1 }
 
     /// Set an entry's expiry (µs), re-filing it only when it must fire
-    /// earlier than the slot it is filed in. An expiry in a tick already
-    /// processed fires on the next tick, as a kernel timer set in the past does.
+    /// earlier than the slot it is filed in. An expiry in the past fires at
+    /// the next advance, as a kernel timer set in the past does.
     @inline(__always)
     public mutating func arm(_ i: UInt32, expires: UInt64) {
         set64(i, ConnField.expires, expires)
         let mask = UInt64(ConnTable.wheelSize - 1)
         var t = ConnTable.tick(expires)
         if t <= processedTick { t = processedTick + 1 }
-        let slot = Int(u16(i, ConnField.wheelSlot))
-        let linked = u32(i, ConnField.prev) != 0 || wheel[slot] == i + 1
-        if !linked {
-            wheelLink(i, slot: Int(t & mask))
+        if !isFiled(i) {
+            wheelLink(i, slot: Int(t & mask), expires: expires)
             return
         }
         // The filed slot comes round after `dLinked` ticks (1...size).
-        let dLinked = ((UInt64(slot) &- processedTick &- 1) & mask) + 1
+        let slot = UInt64(u16(i, ConnField.wheelSlot))
+        let dLinked = ((slot &- processedTick &- 1) & mask) + 1
         if t - processedTick < dLinked {
             wheelUnlink(i)
-            wheelLink(i, slot: Int(t & mask))
+            wheelLink(i, slot: Int(t & mask), expires: expires)
+        } else if expires < slotMin[Int(slot)] {
+            slotMin[Int(slot)] = expires
         }
     }
 
-    mutating func wheelLink(_ i: UInt32, slot: Int) {
+    @inline(__always)
+    mutating func wheelLink(_ i: UInt32, slot: Int, expires: UInt64) {
         let head = wheel[slot]
         set32(i, ConnField.next, head)
         set32(i, ConnField.prev, 0)
         if head != 0 { set32(head - 1, ConnField.prev, i + 1) }
         wheel[slot] = i + 1
         set16(i, ConnField.wheelSlot, UInt16(slot))
+        if expires < slotMin[slot] { slotMin[slot] = expires }
     }
 
     public mutating func wheelUnlink(_ i: UInt32) {
@@ -347,49 +360,128 @@ public struct ConnTable {
         set32(i, ConnField.prev, 0)
     }
 
-    /// Advance the wheel to `now` (µs): every entry whose expiry tick is at or
-    /// before now's tick is handed to `due` (already off the wheel), which
-    /// must free it or `arm` it again. Entries not yet due are re-filed.
+    /// Advance the wheel to `now` (µs): every entry whose expiry is at or
+    /// before now is handed to `due` (already off the wheel), in the order
+    /// they fell due up to tick granularity, which must free it or `arm` it
+    /// again. Entries not yet due are re-filed.
     @inline(__always)
     public mutating func advance(to now: UInt64, _ due: (inout ConnTable, UInt32) -> Void) {
         let target = ConnTable.tick(now)
-        if target <= processedTick {
-            if !wheelStarted { wheelStarted = true; processedTick = target }
-            return
-        }
         if !wheelStarted {
             wheelStarted = true
-            processedTick = target
-            return
+            processedTick = target - 1
         }
-        advanceSlow(target, due)
+        if target > processedTick + 1 {
+            if target - processedTick > UInt64(ConnTable.wheelSize) {
+                advanceLongGap(now, due)
+            } else {
+                advanceTicks(through: target - 1, due)
+            }
+        }
+        let slot = Int(target & UInt64(ConnTable.wheelSize - 1))
+        if now >= slotMin[slot] { advanceWithinTick(slot: slot, tick: target, now: now, due) }
     }
 
-    mutating func advanceSlow(_ target: UInt64, _ due: (inout ConnTable, UInt32) -> Void) {
+    /// Process whole ticks processedTick+1 ... last.
+    mutating func advanceTicks(through last: UInt64, _ due: (inout ConnTable, UInt32) -> Void) {
         let mask = UInt64(ConnTable.wheelSize - 1)
-        var steps = target - processedTick
-        if steps > UInt64(ConnTable.wheelSize) { steps = UInt64(ConnTable.wheelSize) }
-        var t = target - steps + 1
-        while t <= target {
+        var t = processedTick + 1
+        while t <= last {
             let slot = Int(t & mask)
             var cur = wheel[slot]
             wheel[slot] = 0
+            slotMin[slot] = UInt64.max
             processedTick = t
             while cur != 0 {
                 let i = cur - 1
                 cur = u32(i, ConnField.next)
                 set32(i, ConnField.next, 0)
                 set32(i, ConnField.prev, 0)
-                let et = ConnTable.tick(u64(i, ConnField.expires))
+                let e = u64(i, ConnField.expires)
+                let et = ConnTable.tick(e)
                 if et <= t {
                     due(&self, i)
                 } else {
-                    wheelLink(i, slot: Int(et & mask))
+                    wheelLink(i, slot: Int(et & mask), expires: e)
                 }
             }
             t += 1
         }
-        processedTick = target
+    }
+
+    /// The current tick's slot, up to `now`: due entries go, the rest stay.
+    mutating func advanceWithinTick(slot: Int, tick: UInt64, now: UInt64, _ due: (inout ConnTable, UInt32) -> Void) {
+        let mask = UInt64(ConnTable.wheelSize - 1)
+        var cur = wheel[slot]
+        wheel[slot] = 0
+        slotMin[slot] = UInt64.max
+        while cur != 0 {
+            let i = cur - 1
+            cur = u32(i, ConnField.next)
+            set32(i, ConnField.next, 0)
+            set32(i, ConnField.prev, 0)
+            let e = u64(i, ConnField.expires)
+            if e <= now {
+                due(&self, i)
+            } else {
+                // Later in this tick stays here (the list was detached, so it is not walked again).
+                wheelLink(i, slot: ConnTable.tick(e) > tick ? Int(ConnTable.tick(e) & mask) : slot, expires: e)
+            }
+        }
+    }
+
+    /// A gap longer than one turn of the wheel (a quiet replay): take every
+    /// entry due by `now` off the wheel and run them in the order they fell
+    /// due, including entries re-armed on the way (templates retrying), so
+    /// the result is what running the timers on time would have given.
+    mutating func advanceLongGap(_ now: UInt64, _ due: (inout ConnTable, UInt32) -> Void) {
+        // Empty the wheel: what is due goes to the heap; everything else is
+        // re-filed below by its true expiry (a lazily filed entry's old slot
+        // may otherwise come round only after it is due, the jump having
+        // skipped the visit that would have moved it).
+        var heap = DueHeap()
+        var later: [UInt32] = []
+        for slot in 0..<ConnTable.wheelSize {
+            var cur = wheel[slot]
+            wheel[slot] = 0
+            slotMin[slot] = UInt64.max
+            while cur != 0 {
+                let i = cur - 1
+                cur = u32(i, ConnField.next)
+                set32(i, ConnField.next, 0)
+                set32(i, ConnField.prev, 0)
+                if u64(i, ConnField.expires) <= now {
+                    heap.push(u64(i, ConnField.expires), i)
+                } else {
+                    later.append(i)
+                }
+            }
+        }
+        processedTick = ConnTable.tick(now) - 1
+        let mask = UInt64(ConnTable.wheelSize - 1)
+        for i in later {
+            let e = u64(i, ConnField.expires)
+            wheelLink(i, slot: Int(ConnTable.tick(e) & mask), expires: e)
+        }
+        processedTick = 0
+        while let (exp, i) = heap.pop() {
+            let t = ConnTable.tick(exp)
+            if t > processedTick + 1 { processedTick = t - 1 }
+            // (re-arms while catching up file relative to the due time)
+            due(&self, i)
+            // Re-armed (still in use, back on the wheel) and due again by now?
+            if flags(i) & ConnFlags.inUse != 0 && isFiled(i) && u64(i, ConnField.expires) <= now {
+                wheelUnlink(i)
+                heap.push(u64(i, ConnField.expires), i)
+            }
+        }
+        processedTick = ConnTable.tick(now) - 1
+        // Slots may hold entries filed at a now-stale tick; their minimums are lower bounds still.
+    }
+
+    @inline(__always)
+    func isFiled(_ i: UInt32) -> Bool {
+        u32(i, ConnField.prev) != 0 || wheel[Int(u16(i, ConnField.wheelSlot))] == i + 1
     }
 
     /// Every in-use entry index (for listings and tests; not for the packet path).
@@ -398,5 +490,40 @@ public struct ConnTable {
         var used = [Bool](repeating: true, count: capacity)
         for k in 0..<freeCount { used[Int(freeStack[k])] = false }
         for i in 0..<capacity where used[i] { body(UInt32(i)) }
+    }
+}
+
+/// A binary min-heap of (expiry, entry) for catching up after long gaps (slow path).
+struct DueHeap {
+    var items: [(UInt64, UInt32)] = []
+
+    mutating func push(_ e: UInt64, _ i: UInt32) {
+        items.append((e, i))
+        var c = items.count - 1
+        while c > 0 {
+            let p = (c - 1) / 2
+            if items[p] <= items[c] { break }
+            items.swapAt(p, c)
+            c = p
+        }
+    }
+
+    mutating func pop() -> (UInt64, UInt32)? {
+        guard let top = items.first else { return nil }
+        let last = items.removeLast()
+        if !items.isEmpty {
+            items[0] = last
+            var p = 0
+            while true {
+                let l = 2 * p + 1, r = l + 1
+                var m = p
+                if l < items.count && items[l] < items[m] { m = l }
+                if r < items.count && items[r] < items[m] { m = r }
+                if m == p { break }
+                items.swapAt(p, m)
+                p = m
+            }
+        }
+        return top
     }
 }

@@ -237,8 +237,9 @@ public final class Engine {
     func expire(_ tbl: inout ConnTable, _ i: UInt32) {
         let f = tbl.flags(i)
         if tbl.u32(i, ConnField.nControl) > 0 {
+            // The kernel's timer fires at its due time and re-arms from there.
             tbl.set32(i, ConnField.timeout, 60_000)
-            tbl.arm(i, expires: now + 60_000_000)
+            tbl.arm(i, expires: tbl.u64(i, ConnField.expires) &+ 60_000_000)
             return
         }
         if f & ConnFlags.dying == 0 { tbl.unhash(i) }
@@ -587,7 +588,9 @@ public final class Engine {
             }
             return nil
         }
-        guard let sched = svc.scheduler, let dest = sched.schedule(svc, input) else {
+        // No scheduler ("none"): no destination, and nothing to log.
+        guard let sched = svc.scheduler else { return nil }
+        guard let dest = sched.schedule(svc, input) else {
             logNoDest(svc)
             return nil
         }
@@ -694,7 +697,8 @@ public final class Engine {
             }
         }
         if template == nil {
-            guard let sched = svc.scheduler, let d = sched.schedule(svc, input) else {
+            guard let sched = svc.scheduler else { return nil }
+            guard let d = sched.schedule(svc, input) else {
                 logNoDest(svc)
                 return nil
             }

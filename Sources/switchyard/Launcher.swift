@@ -233,7 +233,10 @@ enum Launcher {
 
     /// `--dump-on-exit`: the `ipvsadm -L -n --stats`, `-L -n` and `-L -n -c` listings.
     static func dump(table: IPVSTable, engines: [Engine], options: Options, workers: Int) {
-        // The workers have stopped: their tables can be read directly.
+        // The workers have stopped: their tables can be read directly. Timers
+        // due at the final time (e.g. a connection expired "now" by the last
+        // packet, which the kernel's timer would run right after it) run first.
+        for e in engines { e.advance(to: e.now) }
         let rows = engines.flatMap { $0.connections() }.map(row)
         let env = AdmEnvironment(program: "ipvsadm", tableSize: options.maxConns * workers,
                                  stats: .table(table), connections: { rows })

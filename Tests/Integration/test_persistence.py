@@ -16,6 +16,7 @@ import pytest
 from ipvs_harness import Capture, check, run
 
 # Switchyard bugs these captures run into (see the dedicated tests at the end).
+# Regressions these tests guard against (both were real bugs, now fixed):
 BUG_RETRY_FROM_PACKET_TIME = (
     "Engine.expire re-arms a template that still controls connections at `now + 60 s`, where now is the "
     "time of the packet that made the timer wheel run, not the template's due time (the kernel's timer "
@@ -51,8 +52,7 @@ def epochs(cap):
 
 @pytest.mark.parametrize("traffic", [
     "dense",
-    pytest.param("sparse", marks=pytest.mark.xfail(strict=True, reason=BUG_WHEEL_ORDER + "; " +
-                                                   BUG_RETRY_FROM_PACKET_TIME)),
+    "sparse",
 ])
 def test_persistent_templates_stick_and_expire(traffic):
     """`dense`: an unrelated packet every 20 s keeps the packet clock moving;
@@ -144,8 +144,7 @@ def test_persistent_templates_stick_and_expire(traffic):
 
 @pytest.mark.parametrize("traffic", [
     "dense",
-    pytest.param("sparse", marks=pytest.mark.xfail(strict=True, reason=BUG_WHEEL_ORDER + "; " +
-                                                   BUG_RETRY_FROM_PACKET_TIME)),
+    "sparse",
 ])
 def test_persistence_netmask_groups_client_networks(traffic):
     """-p (no value: 360 s) with -M 255.255.255.0 and wlc: every host of a /24
@@ -231,7 +230,6 @@ def test_templates_bypass_thresholds_and_do_not_count():
     assert report == "", report
 
 
-@pytest.mark.xfail(strict=True, reason=BUG_RETRY_FROM_PACKET_TIME)
 def test_template_retry_counts_from_its_due_time():
     """A template whose 60 s retries outlast its only child dies at the first
     retry after the child is gone, and retries are 60 s apart from the
@@ -258,7 +256,6 @@ def test_template_retry_counts_from_its_due_time():
     assert report == "", report
 
 
-@pytest.mark.xfail(strict=True, reason=BUG_WHEEL_ORDER)
 def test_expiry_in_due_order_after_a_long_gap():
     """-p 360 UDP over rr: each client's child (300 s) dies before its
     template (360 s), so the template dies at 360 s without a retry. Nothing
