@@ -305,14 +305,15 @@ public final class FeedbackController: @unchecked Sendable {
                 let old = t.value
                 t.value = settings.step(weight: old, initial: t.initial, load: load)
                 let target = Int32(t.value.rounded())
-                if settings.significant(current: d.weight, target: target) {
+                let before = d.weight
+                if settings.significant(current: before, target: target) {
                     var spec = IpvsadmWords.dest(d)
                     spec.weight = target
                     let words = ["-e"] + IpvsadmWords.service(s.key) + IpvsadmWords.dest(spec)
                     if case .success(let cmd) = IpvsadmWords.command(words) {
                         apply(cmd)
                         log("feedback: \(KeepalivedPlan.serviceName(s.key)) real server \(IpvsadmWords.hostPort(d.addr, d.port)): "
-                            + "load \(fmt(load)) value \(fmt(old)) -> \(fmt(t.value)) (initial \(t.initial)); weight \(d.weight) -> \(target)")
+                            + "load \(fmt(load)) value \(fmt(old)) -> \(fmt(t.value)) (initial \(t.initial)); weight \(before) -> \(target)")
                         t.lastApplied = target
                     }
                 }
