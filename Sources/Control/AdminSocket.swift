@@ -132,9 +132,13 @@ public final class AdminServer {
                     continue
                 }
                 if n == 0 {
-                    // Peer closed: a partial request is truncated; answer if it can still hear.
+                    // Peer closed its side. A whole request still gets its answer
+                    // (clients like socat half-close after sending); a partial one
+                    // is truncated.
                     if c.inbuf.isEmpty { return false }
-                    reply(c, error: AdminProtocol.DecodeError.incomplete.message)
+                    handleInput(c)
+                    if c.outbuf.isEmpty { reply(c, error: AdminProtocol.DecodeError.incomplete.message) }
+                    c.closeAfterWrite = true
                     break
                 }
                 if errno == EAGAIN || errno == EWOULDBLOCK { break }

@@ -115,10 +115,13 @@ public final class Runtime: @unchecked Sendable {
             }
         }
         let portCount = Int((portIDs.max() ?? 0) + 1)
+        let barrier = workerLcores.count > 1 ? StopBarrier(parties: workerLcores.count) : nil
         for (i, lc) in workerLcores.enumerated() {
-            workers.append(WorkerContext(index: i, lcore: lc, rx: lists[i], burst: options.burst, portCount: portCount,
-                                         txQueues: [UInt16](repeating: UInt16(i), count: portCount),
-                                         counters: counters.counters(i)))
+            let w = WorkerContext(index: i, lcore: lc, rx: lists[i], burst: options.burst, portCount: portCount,
+                                  txQueues: [UInt16](repeating: UInt16(i), count: portCount),
+                                  counters: counters.counters(i))
+            w.stopBarrier = barrier
+            workers.append(w)
         }
     }
 

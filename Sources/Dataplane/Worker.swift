@@ -4,6 +4,7 @@
 // worker owns; the processor type is a generic parameter, so the loop is
 // specialised for it (no existential, no dynamic dispatch per burst).
 import CDPDK
+import Synchronization
 
 /// One rx queue a worker polls.
 public struct RxAssignment: Sendable, Equatable {
@@ -95,6 +96,13 @@ public struct IOForwarder: BurstProcessor {
     public mutating func idle(tx: inout TxBuffers, counters: UnsafeMutablePointer<WorkerCounters>) {}
 }
 
+/// Workers meet here after leaving their loops.
+final class StopBarrier: @unchecked Sendable {
+    let parties: Int
+    let arrived = Atomic<Int>(0)
+    init(parties: Int) { self.parties = parties }
+}
+
 /// Set-up-time description of one worker; the loop copies it into locals.
 public final class WorkerContext: @unchecked Sendable {
     public let index: Int
@@ -105,6 +113,8 @@ public final class WorkerContext: @unchecked Sendable {
     var tx: TxBuffers
     /// The loop body, set when the processor is chosen (type-erased only here, once).
     var body: (() -> Void)?
+    /// Shared by all workers of a run (nil with one worker).
+    var stopBarrier: StopBarrier?
 
     init(index: Int, lcore: UInt32, rx: [RxAssignment], burst: Int, portCount: Int, txQueues: [UInt16],
          counters: UnsafeMutablePointer<WorkerCounters>) {
@@ -143,6 +153,13 @@ public final class WorkerContext: @unchecked Sendable {
             processor.idle(tx: &tx, counters: c)
             tx.flush(counters: c)
         }
+        // Once every worker has left its loop, no more packets are handed
+        // over: a last burst boundary processes what is still in the rings.
+        if let b = stopBarrier {
+            b.arrived.wrappingAdd(1, ordering: .acquiringAndReleasing)
+            while b.arrived.load(ordering: .acquiring) < b.parties { sy_pause() }
+        }
+        processor.idle(tx: &tx, counters: c)
         tx.flush(counters: c)
         pkts.deallocate()
         ports.deallocate()

@@ -754,9 +754,6 @@ def test_raw_protocol_good_and_bad_requests(sy):
     assert sy.ok("-S", "-n") == "-A -t 192.0.2.10:80 -s rr\n"
 
 
-@pytest.mark.xfail(strict=True, reason="AdminServer.service() answers 'truncated request' when a whole request "
-                   "and the client's end-of-stream (shutdown SHUT_WR) are read in the same poll: the EOF branch "
-                   "replies before handleInput() ever looks at the complete frame in inbuf")
 def test_complete_request_then_half_close_is_answered(sy):
     """A client may send its whole request and shut down its writing side
     (as `socat`/`nc -N` do): the request is complete and must be answered.
