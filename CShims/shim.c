@@ -10,6 +10,7 @@
 #include <rte_errno.h>
 #include <rte_eal.h>
 #include <rte_thash.h>
+#include <rte_dev.h>
 
 volatile int sy_stop_requested = 0;
 
@@ -45,6 +46,12 @@ struct rte_mempool *sy_pktmbuf_pool_create(const char *name, unsigned n, unsigne
 }
 
 uint16_t sy_port_count(void) { return rte_eth_dev_count_avail(); }
+
+int sy_vdev_create(const char *devargs, const char *name, uint16_t *port) {
+    int rc = rte_dev_probe(devargs);
+    if (rc != 0) return rc;
+    return rte_eth_dev_get_port_by_name(name, port);
+}
 bool sy_port_is_valid(uint16_t port) { return rte_eth_dev_is_valid_port(port) != 0; }
 
 int sy_port_info(uint16_t port, struct sy_port_info *info) {

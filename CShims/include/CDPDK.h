@@ -56,6 +56,9 @@ static inline void sy_request_stop(void) { __atomic_store_n(&sy_stop_requested, 
 struct rte_mempool *sy_pktmbuf_pool_create(const char *name, unsigned n, unsigned cache,
                                            uint16_t data_room, int socket);
 uint16_t sy_port_count(void);
+/* Hot-plug a virtual device after EAL start (e.g. "net_tap0,iface=sy0");
+ * its port id in *port. 0 on success. */
+int sy_vdev_create(const char *devargs, const char *name, uint16_t *port);
 bool sy_port_is_valid(uint16_t port);
 
 struct sy_port_info {

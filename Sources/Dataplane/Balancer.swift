@@ -26,13 +26,28 @@ public struct Balancer: BurstProcessor {
     let me: Int
     let ringBurst = UnsafeMutablePointer<OpaquePointer?>.allocate(capacity: 32)
     let resolver = Resolver()
+    /// Exception path: the TAP port of each data port, and the data port of
+    /// each TAP port (UInt16.max: none).
+    let tapOf: UnsafeMutablePointer<UInt16>
+    let dataOf: UnsafeMutablePointer<UInt16>
+    let hasExceptionPath: Bool
     /// Send gratuitous ARP / unsolicited NA for VIPs (worker 0 only).
     let announces: Bool
 
     public init(engine: Engine, router: Router, pool: OpaquePointer, pairs: [UInt16: UInt16],
-                reasons: UnsafeMutablePointer<UInt64>, options: Options, steering: Steering?, workerIndex: Int) {
+                reasons: UnsafeMutablePointer<UInt64>, options: Options, steering: Steering?, workerIndex: Int,
+                exceptionPorts: [(data: UInt16, tap: UInt16)] = []) {
         self.steering = steering
         self.me = workerIndex
+        tapOf = .allocate(capacity: Int(RTE_MAX_ETHPORTS))
+        tapOf.initialize(repeating: UInt16.max, count: Int(RTE_MAX_ETHPORTS))
+        dataOf = .allocate(capacity: Int(RTE_MAX_ETHPORTS))
+        dataOf.initialize(repeating: UInt16.max, count: Int(RTE_MAX_ETHPORTS))
+        for e in exceptionPorts {
+            tapOf[Int(e.data)] = e.tap
+            dataOf[Int(e.tap)] = e.data
+        }
+        hasExceptionPath = !exceptionPorts.isEmpty
         announces = workerIndex == 0 && options.gratuitousARP
         self.engine = engine
         self.router = router
@@ -57,6 +72,13 @@ public struct Balancer: BurstProcessor {
                                  tx: inout TxBuffers, counters: UnsafeMutablePointer<WorkerCounters>) {
         if !packetClock { burstNow = tscMicros() }
         for k in 0..<count where k + 1 < count { sy_prefetch_mbuf_data(pkts[k + 1].unsafelyUnwrapped) }
+        if hasExceptionPath && dataOf[Int(rxPort)] != UInt16.max {
+            // The host kernel's own packets leave through its data port unchanged.
+            let out = dataOf[Int(rxPort)]
+            for k in 0..<count { tx.add(pkts[k].unsafelyUnwrapped, port: out, counters: counters) }
+            counters.pointee.exceptionOut &+= UInt64(count)
+            return
+        }
         for k in 0..<count {
             handle(pkts[k].unsafelyUnwrapped, rxPort: rxPort, redirected: false, tx: &tx, counters: counters)
         }
@@ -114,14 +136,8 @@ public struct Balancer: BurstProcessor {
         case .tunnel:
             counters.pointee.lbInPackets &+= 1
             tunnel(m, p, info, v, tx: &tx, counters: counters)
-        case .passthrough:
-            counters.pointee.passthrough &+= 1
-            tx.add(m, port: peer[Int(rxPort)], counters: counters)
-        case .local:
-            // The exception path to the host stack is not wired yet: count and drop.
-            counters.pointee.passthrough &+= 1
-            counters.pointee.dropped &+= 1
-            sy_mbuf_free(m)
+        case .passthrough, .local:
+            toHost(m, rxPort: rxPort, local: v.action == .local, tx: &tx, counters: counters)
         case .drop:
             if v.reason == .noDest { counters.pointee.noDest &+= 1 }
             counters.pointee.dropped &+= 1
@@ -153,6 +169,25 @@ public struct Balancer: BurstProcessor {
         counters.pointee.connsLive = UInt64(engine.liveConnections)
         counters.pointee.connsCreated = engine.connsCreated
         counters.pointee.connsRefused = engine.connsRefused
+    }
+
+    /// Traffic that is not the balancer's: to the host kernel through the
+    /// exception path when there is one; without it, bridged unchanged to the
+    /// paired port (not-for-a-VIP traffic) or dropped (a VIP's traffic that
+    /// IPVS does not take, which only the local stack could answer).
+    @inline(__always)
+    mutating func toHost(_ m: OpaquePointer, rxPort: UInt16, local: Bool, tx: inout TxBuffers,
+                         counters: UnsafeMutablePointer<WorkerCounters>) {
+        counters.pointee.passthrough &+= 1
+        if hasExceptionPath, tapOf[Int(rxPort)] != UInt16.max {
+            counters.pointee.exceptionIn &+= 1
+            tx.add(m, port: tapOf[Int(rxPort)], counters: counters)
+        } else if local {
+            counters.pointee.dropped &+= 1
+            sy_mbuf_free(m)
+        } else {
+            tx.add(m, port: peer[Int(rxPort)], counters: counters)
+        }
     }
 
     /// Set the MACs for the next hop and queue it; fragment IPv4 that does not fit.

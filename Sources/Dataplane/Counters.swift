@@ -27,6 +27,9 @@ public struct WorkerCounters {
     public var noDest: UInt64 = 0
     /// ARP/NDP/echo requests answered by the data plane itself.
     public var localAnswers: UInt64 = 0
+    /// Packets handed to the host kernel, and the kernel's packets sent out.
+    public var exceptionIn: UInt64 = 0
+    public var exceptionOut: UInt64 = 0
     public init() {}
 }
 
@@ -72,6 +75,7 @@ public final class CounterBlock: @unchecked Sendable {
             t.redirectDropped &+= c.redirectDropped; t.icmpSent &+= c.icmpSent
             t.passthrough &+= c.passthrough; t.lbInPackets &+= c.lbInPackets
             t.lbOutPackets &+= c.lbOutPackets; t.noDest &+= c.noDest; t.localAnswers &+= c.localAnswers
+            t.exceptionIn &+= c.exceptionIn; t.exceptionOut &+= c.exceptionOut
         }
         return t
     }

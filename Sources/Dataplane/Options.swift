@@ -57,12 +57,27 @@ public struct Options: Sendable {
     public var gratuitousARP: Bool = false
     public var gratuitousARPSetting: Bool? = nil
     public var help: Bool = false
+    /// Hand traffic that is not the balancer's to the host kernel through a TAP per port.
+    public var exceptionPath: ExceptionPath = .none
+    /// Back off (pause, then short sleeps) after empty polls; nil: on for virtual devices.
+    public var idleBackoff: IdleBackoffSetting? = nil
 
     public init() {}
 
     /// The IP MTU the data plane enforces: testpmd's max-pkt-len is a frame
     /// length (Ethernet header and CRC included).
     public var mtu: Int { maxPktLen - 18 }
+}
+
+public enum ExceptionPath: String, Sendable {
+    case none
+    case tap
+}
+
+public enum IdleBackoffSetting: Sendable, Equatable {
+    case off
+    /// Longest sleep in microseconds.
+    case on(maxSleepMicros: Int)
 }
 
 /// `io` forwards every packet unchanged to the paired port, as testpmd's io
@@ -103,6 +118,8 @@ public enum OptionParser {
         ("--socket", "PATH", "admin socket (default /run/switchyard/<file-prefix>.sock)"),
         ("--max-conns", "N", "connection table bound per worker (default 1048576)"),
         ("--forward-mode", "io|lb", "lb balances (default); io forwards everything unchanged, as testpmd io"),
+        ("--exception-path", "none|tap", "send traffic not for a VIP to the host kernel through a TAP interface per port (syP)"),
+        ("--idle-backoff", "on|off|US", "after empty polls pause, then sleep up to US µs (default: on, 500 µs, on virtual devices)"),
         ("--gratuitous-arp", "on|off", "announce VIPs and port addresses at start and on change (default: on, off on pcap/null/ring devices)"),
     ]
     public static let boolFlags: [(String, String)] = [
@@ -236,6 +253,14 @@ public enum OptionParser {
                 o.routes.append(StaticRoute(prefix: pfx.masked(prefix: len), prefixLength: len, gateway: gw, port: port))
             case "--socket": o.socketPath = v
             case "--max-conns": o.maxConns = try intValue(arg, v, min: 16, max: 1 << 30)
+            case "--exception-path":
+                guard let e = ExceptionPath(rawValue: v) else { throw OptionError("invalid value '\(v)' for --exception-path: expected none or tap") }
+                o.exceptionPath = e
+            case "--idle-backoff":
+                if v == "off" { o.idleBackoff = .off }
+                else if v == "on" { o.idleBackoff = .on(maxSleepMicros: 500) }
+                else if let us = Int(v), us >= 1, us <= 100_000 { o.idleBackoff = .on(maxSleepMicros: us) }
+                else { throw OptionError("invalid value '\(v)' for --idle-backoff: expected on, off or a sleep in µs (1..100000)") }
             case "--gratuitous-arp":
                 guard v == "on" || v == "off" else { throw OptionError("invalid value '\(v)' for --gratuitous-arp: expected on or off") }
                 o.gratuitousARPSetting = v == "on"

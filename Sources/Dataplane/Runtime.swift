@@ -66,7 +66,30 @@ public final class Runtime: @unchecked Sendable {
             ports.append(d)
         }
         try setUpPorts(portIDs)
+        if options.exceptionPath == .tap { try setUpExceptionPorts() }
         assignQueues(portIDs)
+    }
+
+    /// The exception path: a TAP port per data port (kernel interface syP,
+    /// same MAC), data port -> TAP port and back.
+    public private(set) var exceptionPorts: [(data: UInt16, tap: UInt16, iface: String)] = []
+
+    private func setUpExceptionPorts() throws {
+        let txq = options.txq ?? workerLcores.count
+        for d in ports {
+            let iface = "sy\(d.id)"
+            let name = "net_tap_sy\(d.id)"
+            var tap: UInt16 = 0
+            let rc = sy_vdev_create("\(name),iface=\(iface),mac=\(d.mac)", name, &tap)
+            guard rc == 0 else {
+                throw DataplaneError("--exception-path tap: cannot create \(iface) for port \(d.id): \(String(cString: strerror(-rc))) (needs /dev/net/tun and root)")
+            }
+            let rc2 = sy_port_setup(tap, 1, UInt16(txq), 512, 512, pool, UInt32(options.maxPktLen), false, false)
+            guard rc2 == 0 else {
+                throw DataplaneError("--exception-path tap: cannot start \(iface): \(String(cString: strerror(-rc2)))")
+            }
+            exceptionPorts.append((d.id, tap, iface))
+        }
     }
 
     private func setUpPorts(_ portIDs: [UInt16]) throws {
@@ -104,6 +127,20 @@ public final class Runtime: @unchecked Sendable {
         }
     }
 
+    /// Idle back-off: explicit setting, else on (500 µs) when every port is a
+    /// virtual device (no PCI NIC), where sharing the host matters more than
+    /// the last microsecond of latency.
+    var idleSleepCeiling: Int {
+        switch options.idleBackoff {
+        case .off?: return 0
+        case .on(let us)?: return us
+        case nil:
+            let virtualDrivers = ["net_pcap", "net_null", "net_ring", "net_af_packet", "net_tap", "net_memif",
+                                  "net_virtio_user", "net_af_xdp", "net_vhost"]
+            return ports.allSatisfy { virtualDrivers.contains($0.driver) } ? 500 : 0
+        }
+    }
+
     /// Queue q of every port goes to worker q mod workers (so a queue number
     /// means one worker on every port, which RSS ownership relies on);
     /// worker i transmits on queue i of every port.
@@ -114,13 +151,16 @@ public final class Runtime: @unchecked Sendable {
                 lists[q % workerLcores.count].append(RxAssignment(port: p, queue: UInt16(q)))
             }
         }
-        let portCount = Int((portIDs.max() ?? 0) + 1)
+        // The kernel's packets (TAP rx) are read by the first worker.
+        for e in exceptionPorts { lists[0].append(RxAssignment(port: e.tap, queue: 0)) }
+        let portCount = Int(((portIDs + exceptionPorts.map(\.tap)).max() ?? 0) + 1)
         let barrier = workerLcores.count > 1 ? StopBarrier(parties: workerLcores.count) : nil
         for (i, lc) in workerLcores.enumerated() {
             let w = WorkerContext(index: i, lcore: lc, rx: lists[i], burst: options.burst, portCount: portCount,
                                   txQueues: [UInt16](repeating: UInt16(i), count: portCount),
                                   counters: counters.counters(i))
             w.stopBarrier = barrier
+            w.maxIdleSleepMicros = idleSleepCeiling
             workers.append(w)
         }
     }
@@ -236,7 +276,8 @@ public final class Runtime: @unchecked Sendable {
             out += "lcore \(w.lcore): rx=\(c.rxPackets) tx=\(c.txPackets) drop=\(c.dropped &+ c.txDropped) "
             out += "malformed=\(c.malformed) conns=\(c.connsCreated) live=\(c.connsLive) refused=\(c.connsRefused) "
             out += "redirected=\(c.redirected) icmp=\(c.icmpSent) passthrough=\(c.passthrough) "
-            out += "nodest=\(c.noDest) mpps=\(format(mpps))\n"
+            out += "nodest=\(c.noDest) local=\(c.localAnswers) to-host=\(c.exceptionIn) from-host=\(c.exceptionOut) "
+            out += "mpps=\(format(mpps))\n"
         }
         if !final { lastStats = (now, portNow, workerNow) }
         FileHandleOut.stdout(out)
@@ -252,6 +293,7 @@ public final class Runtime: @unchecked Sendable {
 
     /// Stop and close every port (net_pcap flushes tx_pcap here).
     public func shutdown() {
+        for e in exceptionPorts { _ = sy_port_stop_close(e.tap) }
         for d in ports { _ = sy_port_stop_close(d.id) }
         _ = sy_eal_cleanup()
     }

@@ -5,6 +5,9 @@
 // specialised for it (no existential, no dynamic dispatch per burst).
 import CDPDK
 import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// One rx queue a worker polls.
 public struct RxAssignment: Sendable, Equatable {
@@ -115,6 +118,8 @@ public final class WorkerContext: @unchecked Sendable {
     var body: (() -> Void)?
     /// Shared by all workers of a run (nil with one worker).
     var stopBarrier: StopBarrier?
+    /// Idle back-off ceiling (0: never sleep).
+    var maxIdleSleepMicros = 0
 
     init(index: Int, lcore: UInt32, rx: [RxAssignment], burst: Int, portCount: Int, txQueues: [UInt16],
          counters: UnsafeMutablePointer<WorkerCounters>) {
@@ -136,11 +141,15 @@ public final class WorkerContext: @unchecked Sendable {
         let pkts = UnsafeMutablePointer<OpaquePointer?>.allocate(capacity: Int(burst))
         let c = counters
         var tx = self.tx
+        var idleLoops = 0
+        let maxSleep = maxIdleSleepMicros
         while !sy_should_stop() {
             var i = 0
+            var busy = false
             while i < n {
                 let got = Int(sy_rx_burst(ports[i], queues[i], pkts, burst))
                 if got > 0 {
+                    busy = true
                     c.pointee.rxPackets &+= UInt64(got)
                     c.pointee.rxBursts &+= 1
                     processor.process(pkts, count: got, rxPort: ports[i], tx: &tx, counters: c)
@@ -149,6 +158,21 @@ public final class WorkerContext: @unchecked Sendable {
                     c.pointee.emptyPolls &+= 1
                 }
                 i += 1
+            }
+            // Idle back-off (as DPDK's l3fwd-power does): a loaded worker never
+            // sleeps; after a run of empty polls it pauses, then sleeps for
+            // growing short periods, so a busy-poll core does not starve the
+            // processes beside it on a small or shared host.
+            if busy {
+                idleLoops = 0
+            } else if maxSleep > 0 {
+                idleLoops &+= 1
+                if idleLoops > 1024 {
+                    let shift = min((idleLoops - 1024) / 64, 16)
+                    usleep(UInt32(min(maxSleep, 1 << shift)))
+                } else if idleLoops > 64 {
+                    sy_pause()
+                }
             }
             processor.idle(tx: &tx, counters: c)
             tx.flush(counters: c)

@@ -90,7 +90,8 @@ enum Launcher {
             runtime.install { w in
                 return Balancer(engine: engines[w.index], router: router, pool: pool, pairs: pairs,
                                 reasons: runtime.counters.reasonCounters(w.index), options: options,
-                                steering: steering, workerIndex: w.index)
+                                steering: steering, workerIndex: w.index,
+                                exceptionPorts: runtime.exceptionPorts.map { ($0.data, $0.tap) })
             }
         }
         let admin = AdminServer(path: socketPath) { req in
@@ -120,6 +121,7 @@ enum Launcher {
             if t - lastEstimatorTick >= 2 { lastEstimatorTick = t; table.tickEstimators() }
             if t - lastTrashPurge >= 60 { lastTrashPurge = t; table.purgeTrash(now: t) }
         }
+        configureHostInterfaces(runtime, options)
         FileHandleOut.stdout("switchyard: ready\n")
         runtime.run()
         supervisor?.stop()
@@ -132,6 +134,31 @@ enum Launcher {
         }
         runtime.shutdown()
         return 0
+    }
+
+    /// The exception path's kernel interfaces (syP) get their port's addresses
+    /// and come up, so the host's own services answer on the port addresses.
+    static func configureHostInterfaces(_ runtime: Runtime, _ options: Options) {
+        for e in runtime.exceptionPorts {
+            var cmds = [["ip", "link", "set", "dev", e.iface, "up"]]
+            for a in options.portAddresses where a.port == e.data {
+                cmds.append(["ip", "addr", "replace", "\(a.address)/\(a.prefixLength)", "dev", e.iface])
+            }
+            for c in cmds where runCommand(c) != 0 {
+                FileHandleOut.stderr("switchyard: exception path: '\(c.joined(separator: " "))' failed\n")
+            }
+        }
+    }
+
+    static func runCommand(_ argv: [String]) -> Int32 {
+        var pid = pid_t()
+        var cargs = argv.map { strdup($0) } + [nil]
+        let rc = posix_spawnp(&pid, argv[0], nil, nil, &cargs, environ)
+        for p in cargs { free(p) }
+        guard rc == 0 else { return rc }
+        var status: Int32 = 0
+        waitpid(pid, &status, 0)
+        return status
     }
 
     /// EAL's --file-prefix, which names the default admin socket.
