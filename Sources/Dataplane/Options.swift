@@ -59,6 +59,8 @@ public struct Options: Sendable {
     public var help: Bool = false
     /// Hand traffic that is not the balancer's to the host kernel through a TAP per port.
     public var exceptionPath: ExceptionPath = .none
+    /// Explicit (port, queue, lcore) polling assignments, l3fwd-style.
+    public var lcoreMap: [(port: UInt16, queue: UInt16, lcore: UInt32)] = []
     /// Back off (pause, then short sleeps) after empty polls; nil: on for virtual devices.
     public var idleBackoff: IdleBackoffSetting? = nil
 
@@ -118,6 +120,7 @@ public enum OptionParser {
         ("--socket", "PATH", "admin socket (default /run/switchyard/<file-prefix>.sock)"),
         ("--max-conns", "N", "connection table bound per worker (default 1048576)"),
         ("--forward-mode", "io|lb", "lb balances (default); io forwards everything unchanged, as testpmd io"),
+        ("--lcore-map", "(P,Q,L)[,...]", "which lcore polls rx queue Q of port P (default: queue q on worker q mod n)"),
         ("--exception-path", "none|tap", "send traffic not for a VIP to the host kernel through a TAP interface per port (syP)"),
         ("--idle-backoff", "on|off|US", "after empty polls pause, then sleep up to US µs (default: on, 500 µs, on virtual devices)"),
         ("--gratuitous-arp", "on|off", "announce VIPs and port addresses at start and on change (default: on, off on pcap/null/ring devices)"),
@@ -253,6 +256,8 @@ public enum OptionParser {
                 o.routes.append(StaticRoute(prefix: pfx.masked(prefix: len), prefixLength: len, gateway: gw, port: port))
             case "--socket": o.socketPath = v
             case "--max-conns": o.maxConns = try intValue(arg, v, min: 16, max: 1 << 30)
+            case "--lcore-map":
+                o.lcoreMap = try parseLcoreMap(v)
             case "--exception-path":
                 guard let e = ExceptionPath(rawValue: v) else { throw OptionError("invalid value '\(v)' for --exception-path: expected none or tap") }
                 o.exceptionPath = e
@@ -273,6 +278,23 @@ public enum OptionParser {
         }
         return o
     }
+}
+
+/// "(0,0,1),(0,1,2)" -> [(0,0,1), (0,1,2)]
+func parseLcoreMap(_ v: String) throws -> [(port: UInt16, queue: UInt16, lcore: UInt32)] {
+    let bad = OptionError("invalid value '\(v)' for --lcore-map: expected (port,queue,lcore)[,(port,queue,lcore)...]")
+    var out: [(port: UInt16, queue: UInt16, lcore: UInt32)] = []
+    var rest = Substring(v.filter { !$0.isWhitespace })
+    while !rest.isEmpty {
+        guard rest.first == "(", let close = rest.firstIndex(of: ")") else { throw bad }
+        let fields = rest[rest.index(after: rest.startIndex)..<close].split(separator: ",", omittingEmptySubsequences: false)
+        guard fields.count == 3, let p = UInt16(fields[0]), let q = UInt16(fields[1]), let l = UInt32(fields[2]) else { throw bad }
+        out.append((p, q, l))
+        rest = rest[rest.index(after: close)...]
+        if rest.first == "," { rest = rest.dropFirst(); if rest.isEmpty { throw bad } }
+    }
+    if out.isEmpty { throw bad }
+    return out
 }
 
 extension String {

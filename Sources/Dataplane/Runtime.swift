@@ -65,9 +65,34 @@ public final class Runtime: @unchecked Sendable {
             guard let d = Ports.describe(p) else { throw DataplaneError("port \(p): cannot read device info") }
             ports.append(d)
         }
+        try validateLcoreMap(portIDs)
         try setUpPorts(portIDs)
         if options.exceptionPath == .tap { try setUpExceptionPorts() }
         assignQueues(portIDs)
+    }
+
+    /// `--lcore-map` must name existing ports, queues below --rxq and worker
+    /// lcores, each (port, queue) once; and a queue number must be polled by
+    /// one lcore on every port, which RSS-consistent ownership relies on.
+    private func validateLcoreMap(_ portIDs: [UInt16]) throws {
+        var seen = Set<UInt32>()
+        var queueLcore: [UInt16: UInt32] = [:]
+        for (p, q, l) in options.lcoreMap {
+            guard portIDs.contains(p) else { throw DataplaneError("--lcore-map: (\(p),\(q),\(l)): port \(p) is not in use") }
+            guard Int(q) < options.rxq else {
+                throw DataplaneError("--lcore-map: (\(p),\(q),\(l)): queue \(q) does not exist (--rxq \(options.rxq))")
+            }
+            guard workerLcores.contains(l) else {
+                throw DataplaneError("--lcore-map: (\(p),\(q),\(l)): lcore \(l) is not a worker lcore (workers: \(workerLcores.map(String.init).joined(separator: ",")))")
+            }
+            guard seen.insert(UInt32(p) << 16 | UInt32(q)).inserted else {
+                throw DataplaneError("--lcore-map: port \(p) queue \(q) is mapped twice")
+            }
+            if let other = queueLcore[q], other != l {
+                throw DataplaneError("--lcore-map: queue \(q) is polled by lcore \(other) on one port and lcore \(l) on another; a queue number must belong to one lcore on every port (connections are owned per queue)")
+            }
+            queueLcore[q] = l
+        }
     }
 
     /// The exception path: a TAP port per data port (kernel interface syP,
@@ -148,7 +173,7 @@ public final class Runtime: @unchecked Sendable {
         var lists = [[RxAssignment]](repeating: [], count: workerLcores.count)
         for q in 0..<options.rxq {
             for p in portIDs {
-                lists[q % workerLcores.count].append(RxAssignment(port: p, queue: UInt16(q)))
+                lists[workerIndex(forQueue: q, port: p)].append(RxAssignment(port: p, queue: UInt16(q)))
             }
         }
         // The kernel's packets (TAP rx) are read by the first worker.
@@ -166,7 +191,18 @@ public final class Runtime: @unchecked Sendable {
     }
 
     /// Which worker polls queue q (of every port).
-    public var queueToWorker: [Int] { (0..<options.rxq).map { $0 % workerLcores.count } }
+    public var queueToWorker: [Int] {
+        (0..<options.rxq).map { q in workerIndex(forQueue: q, port: ports.first?.id ?? 0) }
+    }
+
+    func workerIndex(forQueue q: Int, port: UInt16) -> Int {
+        // Validation guarantees one lcore per queue number across ports, so
+        // an entry for another port tells this port's owner too.
+        let entry = options.lcoreMap.first { $0.queue == UInt16(q) && $0.port == port }
+            ?? options.lcoreMap.first { $0.queue == UInt16(q) }
+        if let m = entry, let i = workerLcores.firstIndex(of: m.lcore) { return i }
+        return q % workerLcores.count
+    }
 
     /// testpmd's default port pairing: 0<->1, 2<->3, ...; an odd last port pairs with itself.
     public var portPairs: [UInt16: UInt16] {

@@ -194,3 +194,40 @@ def test_correctly_steered_traffic_is_never_redirected():
     out = all_output(run, tmp)
     assert len(out) == len(q[0]) + len(q[1])
     assert tshark_problems(run.out_paths[0]) == []
+
+
+import subprocess
+
+import pytest
+
+from sylib import BINARY, EAL_BASE
+
+
+@pytest.mark.parametrize("mapping,needle", [
+    ("(0,0,5)", "lcore 5 is not a worker lcore"),
+    ("(0,2,1)", "queue 2 does not exist"),
+    ("(0,0,1),(0,0,2)", "port 0 queue 0 is mapped twice"),
+    ("(3,0,1)", "port 3 is not in use"),
+])
+def test_impossible_lcore_maps_are_refused(mapping, needle):
+    proc = subprocess.run([BINARY, "--lcores", "0@0,1@1,2@1"] + EAL_BASE + ["--vdev", "net_null0", "--",
+                           "--rxq", "2", "--lcore-map", mapping, "--socket", tempfile.mkdtemp() + "/s"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1 and needle in proc.stderr, proc.stderr
+
+
+def test_lcore_map_decides_who_polls_each_queue():
+    """Queue 0 on lcore 2 and queue 1 on lcore 1 (the reverse of the default):
+    the worker on lcore 2 receives queue 0's packets."""
+    tmp = tempfile.mkdtemp(prefix="sy-mc-")
+    q0 = [Ether(src=GW, dst=LB_MAC) / IP(src="198.51.100.9", dst="198.51.100.8") / UDP(sport=1, dport=2)] * 30
+    q1 = [Ether(src=GW, dst=LB_MAC) / IP(src="198.51.100.9", dst="198.51.100.8") / UDP(sport=1, dport=2)] * 70
+    p0, p1 = os.path.join(tmp, "q0.pcap"), os.path.join(tmp, "q1.pcap")
+    wrpcap(p0, q0)
+    wrpcap(p1, q1)
+    run = run_switchyard(rxq_paths=[p0, p1], lcores=None, extra_eal=["--lcores", "0@0,1@0,2@1"],
+                         args=["--rxq", "2", "--txq", "2", "--forward-mode", "io", "--lcore-map", "(0,0,2),(0,1,1)"],
+                         workdir=tmp)
+    assert run.rc == 0, run.stderr
+    lc = run.lcore_counters()
+    assert lc[2]["rx"] == 30 and lc[1]["rx"] == 70
