@@ -365,25 +365,21 @@ public final class Engine {
     func inbound(_ tbl: inout ConnTable, _ i: UInt32, _ p: UnsafeMutableRawPointer, _ info: inout PacketInfo) -> Verdict {
         let destID = tbl.u32(i, ConnField.destID)
         let route = routeOf(destID)
-        if route.available { countIn(tbl, i, destID, info) }
+        if route.available { count(tbl, i, destID, info, inbound: true) }
         setState(&tbl, i, input: true, info)
         var v = transmit(&tbl, i, p, &info, route)
         v.destID = destID
         return v
     }
 
+    /// Per-dest and per-service packet and byte counters of this worker
+    /// (the kernel counts only while the dest is available; callers check).
     @inline(__always)
-    func countIn(_ tbl: ConnTable, _ i: UInt32, _ destID: UInt32, _ info: PacketInfo) {
+    func count(_ tbl: ConnTable, _ i: UInt32, _ destID: UInt32, _ info: PacketInfo, inbound: Bool) {
         let bytes = UInt64(info.ipTotalLength)
-        if Int(destID) < maxIDs {
-            destStats[Int(destID)].inPackets &+= 1
-            destStats[Int(destID)].inBytes &+= bytes
-        }
+        if Int(destID) < maxIDs { destStats[Int(destID)].add(bytes: bytes, inbound: inbound) }
         let sid = Int(tbl.u32(i, ConnField.serviceID))
-        if sid < maxIDs {
-            serviceStats[sid].inPackets &+= 1
-            serviceStats[sid].inBytes &+= bytes
-        }
+        if sid < maxIDs { serviceStats[sid].add(bytes: bytes, inbound: inbound) }
     }
 
     /// The transmitter step: TTL, MTU, then the method's rewrite.
@@ -447,18 +443,7 @@ public final class Engine {
     @inline(__always)
     func outbound(_ tbl: inout ConnTable, _ i: UInt32, _ p: UnsafeMutableRawPointer, _ info: inout PacketInfo) -> Verdict {
         let destID = tbl.u32(i, ConnField.destID)
-        if routeOf(destID).available {
-            let bytes = UInt64(info.ipTotalLength)
-            if Int(destID) < maxIDs {
-                destStats[Int(destID)].outPackets &+= 1
-                destStats[Int(destID)].outBytes &+= bytes
-            }
-            let sid = Int(tbl.u32(i, ConnField.serviceID))
-            if sid < maxIDs {
-                serviceStats[sid].outPackets &+= 1
-                serviceStats[sid].outBytes &+= bytes
-            }
-        }
+        if routeOf(destID).available { count(tbl, i, destID, info, inbound: false) }
         setState(&tbl, i, input: false, info)
         let vaddr = tbl.address(i, 1)
         if info.ttl <= 1 {
@@ -567,7 +552,7 @@ public final class Engine {
         connsCreated &+= 1
         let destID = tbl.u32(i, ConnField.destID)
         let route = routeOf(destID)
-        if route.available { countIn(tbl, i, destID, info) }
+        if route.available { count(tbl, i, destID, info, inbound: true) }
         setState(&tbl, i, input: true, info)
         var v = transmit(&tbl, i, p, &info, route)
         v.destID = destID
@@ -736,7 +721,7 @@ public final class Engine {
             let destID = tbl.u32(i, ConnField.destID)
             let route = routeOf(destID)
             guard route.available else { return dropped(.destUnavailable) }
-            countIn(tbl, i, destID, info)
+            count(tbl, i, destID, info, inbound: true)
             let method = ForwardMethod(rawValue: UInt8(tbl.flags(i) & ConnFlags.fwdMask)) ?? .droute
             if info.ttl <= 1 { return icmpError(info, timeExceeded: true, mtu: 0, source: info.dst, reason: .ttlExpired) }
             _ = IPHeader.decrementTTL(p, info: &info)
@@ -761,10 +746,8 @@ public final class Engine {
         if let i = tbl.lookupOut(proto: emb.proto, caddr: emb.src, cport: emb.sport, daddr: emb.dst, dport: emb.dport),
            tbl.flags(i) & ConnFlags.fwdMask == UInt16(ForwardMethod.masq.rawValue) {
             let destID = tbl.u32(i, ConnField.destID)
-            if routeOf(destID).available, Int(destID) < maxIDs {
-                destStats[Int(destID)].outPackets &+= 1
-                destStats[Int(destID)].outBytes &+= UInt64(info.ipTotalLength)
-            }
+            // ip_vs_out_icmp accounts the error with out_stats.
+            if routeOf(destID).available { count(tbl, i, destID, info, inbound: false) }
             let vaddr = tbl.address(i, 1)
             if info.ttl <= 1 { return icmpError(info, timeExceeded: true, mtu: 0, source: vaddr, reason: .ttlExpired) }
             _ = IPHeader.decrementTTL(p, info: &info)

@@ -92,6 +92,18 @@ public struct StatsCounters: Sendable, Equatable {
         self.conns = conns; self.inPackets = inPackets; self.outPackets = outPackets
         self.inBytes = inBytes; self.outBytes = outBytes
     }
+    /// One packet of `bytes` in either direction.
+    @inline(__always)
+    public mutating func add(bytes: UInt64, inbound: Bool) {
+        if inbound {
+            inPackets &+= 1
+            inBytes &+= bytes
+        } else {
+            outPackets &+= 1
+            outBytes &+= bytes
+        }
+    }
+
     public static func + (a: StatsCounters, b: StatsCounters) -> StatsCounters {
         StatsCounters(conns: a.conns &+ b.conns, inPackets: a.inPackets &+ b.inPackets,
                       outPackets: a.outPackets &+ b.outPackets, inBytes: a.inBytes &+ b.inBytes,
