@@ -7,7 +7,7 @@ BIN        := .build/release/switchyard
 DEMO_DIR   := .build/demo
 APT_PKGS   := dpdk dpdk-dev libdpdk-dev libnuma-dev libpcap-dev pkg-config tshark \
               python3-scapy python3-pytest python3-matplotlib valgrind iproute2 ethtool procps \
-              nginx curl
+              nginx curl wrk haproxy nftables iputils-ping
 
 export PATH := /opt/swift/usr/bin:$(PATH)
 
