@@ -53,6 +53,7 @@ run: build
 
 bench: build
 	$(PYTHON) Benchmarks/bench.py
+	$(PYTHON) Benchmarks/e2e_compare.py
 
 clean:
 	rm -rf .build
