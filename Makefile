@@ -52,7 +52,7 @@ run: build
 	$(PYTHON) Tests/Integration/demo.py --summary $(DEMO_DIR)
 
 bench: build
-	$(PYTHON) Benchmarks/bench.py
+	$(PYTHON) Benchmarks/bench.py $(BENCH_ARGS)
 	$(PYTHON) Benchmarks/e2e_compare.py
 
 clean:

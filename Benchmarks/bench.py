@@ -67,7 +67,7 @@ def cpu_busy(interval=0.5):
     return busy
 
 
-def wait_idle(cpu, log, tries=4):
+def wait_idle(cpu, log, tries=3):
     """Check `cpu` is idle (0.5 s of /proc/stat); wait a little if not.
     Returns (busy fraction of cpu, busiest other CPU, flagged)."""
     busy = {}
@@ -323,9 +323,22 @@ def parse_testpmd(lines):
     return periods
 
 
+def binary_stamp():
+    try:
+        return os.stat(BIN).st_mtime
+    except OSError:
+        return None
+
+
+BIN_STAMP = [None]
+
+
 def run_once(sc, who, cpu, seconds, log):
     """One run; returns dict(mpps=..., samples=[...], busy=..., rss=...)."""
     busy, others, flagged = wait_idle(cpu, log)
+    rebuilt = who == "switchyard" and BIN_STAMP[0] is not None and binary_stamp() != BIN_STAMP[0]
+    if rebuilt:
+        log("    ! %s was rebuilt since the harness started (someone else's build): figures mix builds" % BIN)
     period = 0.1 if (who == "switchyard" and sc.newconn) else 1
     if who == "switchyard":
         argv = sc.switchyard_args(cpu, period)
@@ -346,7 +359,8 @@ def run_once(sc, who, cpu, seconds, log):
     st = proc_status(p.p.pid)
     p.stop()
     periods = parse(p.lines)
-    res = {"busy": busy, "other_busy": others, "busy_flag": flagged, "rss": st.get("VmRSS"), "hwm": st.get("VmHWM")}
+    res = {"busy": busy, "other_busy": others, "busy_flag": flagged, "rss": st.get("VmRSS"), "hwm": st.get("VmHWM"),
+           "rebuilt": rebuilt}
     if not ok or not periods:
         res["error"] = "no counters (exit %s): %s" % (p.p.returncode, " | ".join(p.lines[-5:]))
         res["mpps"] = None
@@ -412,6 +426,8 @@ def run_scenario(sc, cpu, rounds, seconds, log):
         flags.append("NOISY spread sy %.0f%% tp %.0f%%" % (100 * spread(sv), 100 * spread(tv)))
     if any(x["busy_flag"] for x in sy + tp):
         flags.append("cpu busy before a run")
+    if any(x.get("rebuilt") for x in sy):
+        flags.append("binary rebuilt during the scenario")
     if len(sv) < rounds or len(tv) < rounds:
         flags.append("%d/%d runs failed" % (2 * rounds - len(sv) - len(tv), 2 * rounds))
     pair = [a["mpps"] / b["mpps"] for a, b in zip(sy, tp) if a["mpps"] and b["mpps"]]
@@ -770,6 +786,7 @@ def main():
                 os.cpu_count(), platform.processor() or platform.machine(), platform.platform()),
             "mode": "quick" if args.quick else "full", "rounds": rounds, "seconds": seconds, "commit": commit}
     log("bench: %s, %s; results in %s" % (meta["date"], meta["mode"], outdir))
+    BIN_STAMP[0] = binary_stamp()
     t_start = time.time()
 
     words = [w for w in args.only.split(",") if w]
