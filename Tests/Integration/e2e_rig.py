@@ -326,7 +326,8 @@ http {{
                                           "--log-level=lib.eal:error"] + list(extra_eal) + [
             "--vdev", vdev % (0, "p0"), "--vdev", vdev % (1, "p1"), "--",
             "--config", rules_path, "--port-addr", "0:%s/24" % LB_C, "--port-addr", "1:%s/24" % LB_S,
-            "--exception-path", "tap", "--socket", self.socket] + list(extra_args)
+            "--socket", self.socket] + ([] if "--exception-path" in extra_args else ["--exception-path", "tap"]) \
+            + list(extra_args)
         self.switchyard = Proc(self, "lb", argv, "switchyard")
         self.switchyard.wait_for("switchyard: ready\n", timeout=ready_timeout)
         self.mode = "switchyard"
