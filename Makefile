@@ -54,7 +54,6 @@ run: build
 bench: build
 	$(PYTHON) Benchmarks/bench.py $(BENCH_ARGS)
 	$(PYTHON) Benchmarks/e2e_compare.py $(E2E_ARGS)
-	$(PYTHON) Benchmarks/e2e_compare.py
 
 clean:
 	rm -rf .build
