@@ -5,7 +5,9 @@ import CDPDK
 import IPVS
 import Wire
 
-public struct Balancer: BurstProcessor {
+public final class Balancer: BurstProcessor {
+    // Immutable references of a final class: the packet path borrows them,
+    // with no reference counting.
     let engine: Engine
     let router: Router
     let pool: OpaquePointer
@@ -26,6 +28,10 @@ public struct Balancer: BurstProcessor {
     let me: Int
     let ringBurst = UnsafeMutablePointer<OpaquePointer?>.allocate(capacity: 32)
     let resolver = Resolver()
+    /// Per-worker cache of resolved next hops: destination -> (egress port, MAC),
+    /// valid while the neighbour table's version is unchanged.
+    let hopCache: UnsafeMutablePointer<HopCacheEntry>
+    static let hopCacheSize = 256
     /// Exception path: the TAP port of each data port, and the data port of
     /// each TAP port (UInt16.max: none).
     let tapOf: UnsafeMutablePointer<UInt16>
@@ -48,6 +54,8 @@ public struct Balancer: BurstProcessor {
             dataOf[Int(e.tap)] = e.data
         }
         hasExceptionPath = !exceptionPorts.isEmpty
+        hopCache = .allocate(capacity: Balancer.hopCacheSize)
+        hopCache.initialize(repeating: HopCacheEntry(), count: Balancer.hopCacheSize)
         announces = workerIndex == 0 && options.gratuitousARP
         self.engine = engine
         self.router = router
@@ -68,7 +76,7 @@ public struct Balancer: BurstProcessor {
         UInt64(Double(sy_rdtsc() &- tscStart) * 1e6 / tscHz)
     }
 
-    public mutating func process(_ pkts: UnsafeMutablePointer<OpaquePointer?>, count: Int, rxPort: UInt16,
+    public func process(_ pkts: UnsafeMutablePointer<OpaquePointer?>, count: Int, rxPort: UInt16,
                                  tx: inout TxBuffers, counters: UnsafeMutablePointer<WorkerCounters>) {
         if !packetClock { burstNow = tscMicros() }
         for k in 0..<count where k + 1 < count { sy_prefetch_mbuf_data(pkts[k + 1].unsafelyUnwrapped) }
@@ -88,7 +96,7 @@ public struct Balancer: BurstProcessor {
 
     /// One received packet, from a queue or handed over by another worker.
     @inline(__always)
-    mutating func handle(_ m: OpaquePointer, rxPort: UInt16, redirected: Bool, tx: inout TxBuffers,
+    func handle(_ m: OpaquePointer, rxPort: UInt16, redirected: Bool, tx: inout TxBuffers,
                          counters: UnsafeMutablePointer<WorkerCounters>) {
         let p = sy_mbuf_data(m).unsafelyUnwrapped
         let len = Int(sy_mbuf_data_len(m))
@@ -103,7 +111,7 @@ public struct Balancer: BurstProcessor {
             let ts = sy_mbuf_rx_timestamp(m, tsOffset, tsFlag)
             if ts != 0 { lastPacketTime = ts }
             // In replays, time moves with packets: resolution timers run per packet.
-            if !resolver.pending.isEmpty { releasePending(tx: &tx, counters: counters) }
+            if resolver.waiting { releasePending(tx: &tx, counters: counters) }
         }
         // ARP, NDP and echo for our own addresses are answered here.
         if info.l4Proto != 6 && info.l4Proto != 17
@@ -150,7 +158,7 @@ public struct Balancer: BurstProcessor {
         }
     }
 
-    public mutating func idle(tx: inout TxBuffers, counters: UnsafeMutablePointer<WorkerCounters>) {
+    public func idle(tx: inout TxBuffers, counters: UnsafeMutablePointer<WorkerCounters>) {
         // A burst boundary: configuration changes and requests are applied here.
         engine.drainInbox()
         if !packetClock { burstNow = tscMicros(); engine.advance(to: burstNow) }
@@ -164,11 +172,16 @@ public struct Balancer: BurstProcessor {
                 }
             }
         }
-        if !resolver.pending.isEmpty { releasePending(tx: &tx, counters: counters) }
+        if resolver.waiting { releasePending(tx: &tx, counters: counters) }
         if announces && resolver.vipVersionAnnounced != engine.vipVersion { announce(tx: &tx, counters: counters) }
         counters.pointee.connsLive = UInt64(engine.liveConnections)
         counters.pointee.connsCreated = engine.connsCreated
         counters.pointee.connsRefused = engine.connsRefused
+    }
+
+    @inline(__always)
+    static func hopSlot(_ a: IPAddress) -> Int {
+        Int(truncatingIfNeeded: ((a.lo ^ (a.hi &* 31)) &* 0x9E37_79B9_7F4A_7C15) >> 56) & (hopCacheSize - 1)
     }
 
     /// Traffic that is not the balancer's: to the host kernel through the
@@ -176,7 +189,7 @@ public struct Balancer: BurstProcessor {
     /// paired port (not-for-a-VIP traffic) or dropped (a VIP's traffic that
     /// IPVS does not take, which only the local stack could answer).
     @inline(__always)
-    mutating func toHost(_ m: OpaquePointer, rxPort: UInt16, local: Bool, tx: inout TxBuffers,
+    func toHost(_ m: OpaquePointer, rxPort: UInt16, local: Bool, tx: inout TxBuffers,
                          counters: UnsafeMutablePointer<WorkerCounters>) {
         counters.pointee.passthrough &+= 1
         if hasExceptionPath, tapOf[Int(rxPort)] != UInt16.max {
@@ -192,20 +205,34 @@ public struct Balancer: BurstProcessor {
 
     /// Set the MACs for the next hop and queue it; fragment IPv4 that does not fit.
     @inline(__always)
-    mutating func forward(_ m: OpaquePointer, _ p: UnsafeMutableRawPointer, _ info: PacketInfo, _ dst: IPAddress,
+    func forward(_ m: OpaquePointer, _ p: UnsafeMutableRawPointer, _ info: PacketInfo, _ dst: IPAddress,
                           tx: inout TxBuffers, counters: UnsafeMutablePointer<WorkerCounters>) {
-        let e = router.egress(for: dst)
         let oversize = info.isIPv4 && info.ipTotalLength > mtu
-        guard !isWaiting(for: e.nextHop), let mac = router.neighbour(e.nextHop) else {
-            if oversize {
-                counters.pointee.dropped &+= 1
-                sy_mbuf_free(m)
-            } else {
-                awaitNeighbour(m, nextHop: e.nextHop, port: e.port, tx: &tx, counters: counters)
+        let slot = hopCache + Balancer.hopSlot(dst)
+        let version = router.neighbours.version.load(ordering: .relaxed)
+        let port: UInt16
+        if slot.pointee.version == version && slot.pointee.hi == dst.hi && slot.pointee.lo == dst.lo
+            && slot.pointee.valid && !resolver.waiting {
+            port = slot.pointee.port
+            Ethernet.setAddresses(p, destination: slot.pointee.mac, source: slot.pointee.source)
+        } else {
+            let e = router.egress(for: dst)
+            guard !isWaiting(for: e.nextHop), let mac = router.neighbour(e.nextHop) else {
+                if oversize {
+                    counters.pointee.dropped &+= 1
+                    sy_mbuf_free(m)
+                } else {
+                    awaitNeighbour(m, nextHop: e.nextHop, port: e.port, tx: &tx, counters: counters)
+                }
+                return
             }
-            return
+            port = e.port
+            let src = router.mac(of: port)
+            slot.pointee = HopCacheEntry(hi: dst.hi, lo: dst.lo, version: version, mac: mac, source: src,
+                                         port: port, valid: true)
+            Ethernet.setAddresses(p, destination: mac, source: src)
         }
-        Ethernet.setAddresses(p, destination: mac, source: router.mac(of: e.port))
+        let e = (port: port, nextHop: dst)
         if oversize {
             fragment(m, p, info, port: e.port, tx: &tx, counters: counters)
             return
@@ -215,7 +242,7 @@ public struct Balancer: BurstProcessor {
 
     /// IPv4 without DF that exceeds the egress MTU leaves in fragments, as the
     /// kernel's output path does for IPVS (which sets ignore_df).
-    mutating func fragment(_ m: OpaquePointer, _ p: UnsafeMutableRawPointer, _ info: PacketInfo, port: UInt16,
+    func fragment(_ m: OpaquePointer, _ p: UnsafeMutableRawPointer, _ info: PacketInfo, port: UInt16,
                            tx: inout TxBuffers, counters: UnsafeMutablePointer<WorkerCounters>) {
         let n = Fragmenter.fragmentCount(UnsafeRawPointer(p), info: info, mtu: mtu)
         if n == 0 {
@@ -237,7 +264,7 @@ public struct Balancer: BurstProcessor {
     }
 
     /// LVS/TUN: prepend the outer headers in the headroom and forward to the real server.
-    mutating func tunnel(_ m: OpaquePointer, _ p: UnsafeMutableRawPointer, _ info: PacketInfo, _ v: Verdict,
+    func tunnel(_ m: OpaquePointer, _ p: UnsafeMutableRawPointer, _ info: PacketInfo, _ v: Verdict,
                          tx: inout TxBuffers, counters: UnsafeMutablePointer<WorkerCounters>) {
         let route = engine.destRoutes[Int(v.destID)]
         let e = router.egress(for: v.nextHop)
@@ -284,7 +311,7 @@ public struct Balancer: BurstProcessor {
     }
 
     /// Build the ICMP error in a fresh mbuf and send it back where the packet came from.
-    mutating func sendICMP(_ m: OpaquePointer, _ p: UnsafeMutableRawPointer, _ info: PacketInfo, _ v: Verdict,
+    func sendICMP(_ m: OpaquePointer, _ p: UnsafeMutableRawPointer, _ info: PacketInfo, _ v: Verdict,
                            rxPort: UInt16, tx: inout TxBuffers, counters: UnsafeMutablePointer<WorkerCounters>) {
         guard ICMP.mayReportError(UnsafeRawPointer(p), info: info, packetTooBig: v.icmpType == ICMPv6Type.packetTooBig && info.isIPv6),
               let f = sy_mbuf_alloc(pool) else { return }
@@ -309,4 +336,17 @@ public struct Balancer: BurstProcessor {
         counters.pointee.icmpSent &+= 1
         tx.add(f, port: rxPort, counters: counters)
     }
+}
+
+/// One cached next hop (IPv4 and IPv6 alike; the family is implied by hi/lo
+/// since an IPv4 address has hi == 0 and IPv6 addresses with hi == 0 are not
+/// routable next hops).
+struct HopCacheEntry {
+    var hi: UInt64 = 0
+    var lo: UInt64 = 0
+    var version: UInt64 = UInt64.max
+    var mac = MACAddress(0)
+    var source = MACAddress(0)
+    var port: UInt16 = 0
+    var valid = false
 }

@@ -18,7 +18,11 @@ public final class Resolver {
     static let capacity = 512
     static let retryMicros: UInt64 = 1_000_000
     static let giveUpMicros: UInt64 = 3_000_000
-    var pending: [Pending] = []
+    var pending: [Pending] = [] {
+        didSet { waiting = !pending.isEmpty }
+    }
+    /// Mirrors `!pending.isEmpty` as a plain flag the packet path can test.
+    var waiting = false
     var lastProbe: [IPAddress: UInt64] = [:]
     var vipVersionAnnounced = -1
     public internal(set) var probesSent: UInt64 = 0
@@ -39,13 +43,13 @@ extension Balancer {
     }
 
     /// ARP, NDP and echo requests. True when the packet was consumed here.
-    mutating func handleLocal(_ m: OpaquePointer, _ p: UnsafeMutableRawPointer, length: Int, rxPort: UInt16,
+    func handleLocal(_ m: OpaquePointer, _ p: UnsafeMutableRawPointer, length: Int, rxPort: UInt16,
                               tx: inout TxBuffers, counters: UnsafeMutablePointer<WorkerCounters>) -> Bool {
         if info.isARP {
             guard let msg = ARP.parse(UnsafeRawPointer(p), length: length, info: info) else { return false }
             if msg.senderIP.v4 != 0 {
                 router.neighbours.learn(msg.senderIP, msg.senderMAC, now: localNow)
-                if !resolver.pending.isEmpty { releasePending(tx: &tx, counters: counters) }
+                if resolver.waiting { releasePending(tx: &tx, counters: counters) }
             }
             if msg.op == ARP.request && !msg.isGratuitous && answers(msg.targetIP, on: rxPort) {
                 ARP.makeReply(p, length: length, info: info, ourMAC: router.mac(of: rxPort))
@@ -61,13 +65,13 @@ extension Balancer {
             if msg.type == ICMPv6Type.neighborAdvertisement {
                 if let ll = msg.linkLayer {
                     router.neighbours.learn(msg.target, ll, now: localNow)
-                    if !resolver.pending.isEmpty { releasePending(tx: &tx, counters: counters) }
+                    if resolver.waiting { releasePending(tx: &tx, counters: counters) }
                 }
                 return false
             }
             if let ll = msg.linkLayer, msg.source.hi != 0 || msg.source.lo != 0 {
                 router.neighbours.learn(msg.source, ll, now: localNow)
-                if !resolver.pending.isEmpty { releasePending(tx: &tx, counters: counters) }
+                if resolver.waiting { releasePending(tx: &tx, counters: counters) }
             }
             guard answers(msg.target, on: rxPort), let f = sy_mbuf_alloc(pool) else { return false }
             let n = NDP.buildAdvertisement(answering: msg, ourMAC: router.mac(of: rxPort),
@@ -96,12 +100,12 @@ extension Balancer {
     /// must wait behind them, or it would overtake them.
     @inline(__always)
     func isWaiting(for nextHop: IPAddress) -> Bool {
-        if resolver.pending.isEmpty { return false }
+        if !resolver.waiting { return false }
         return resolver.pending.contains { $0.nextHop == nextHop }
     }
 
     /// Queue a packet until its next hop resolves, and probe for it.
-    mutating func awaitNeighbour(_ m: OpaquePointer, nextHop: IPAddress, port: UInt16, tx: inout TxBuffers,
+    func awaitNeighbour(_ m: OpaquePointer, nextHop: IPAddress, port: UInt16, tx: inout TxBuffers,
                                  counters: UnsafeMutablePointer<WorkerCounters>) {
         let now = localNow
         guard resolver.pending.count < Resolver.capacity else {
@@ -114,7 +118,7 @@ extension Balancer {
         probe(nextHop, port: port, now: now, tx: &tx, counters: counters)
     }
 
-    mutating func probe(_ target: IPAddress, port: UInt16, now: UInt64, tx: inout TxBuffers,
+    func probe(_ target: IPAddress, port: UInt16, now: UInt64, tx: inout TxBuffers,
                         counters: UnsafeMutablePointer<WorkerCounters>) {
         if let last = resolver.lastProbe[target], now &- last < Resolver.retryMicros { return }
         guard let src = router.probeSource(for: target, port: port), let f = sy_mbuf_alloc(pool) else { return }
@@ -131,7 +135,7 @@ extension Balancer {
     }
 
     /// Send what has resolved, give up on what has waited too long, re-probe the rest.
-    mutating func releasePending(tx: inout TxBuffers, counters: UnsafeMutablePointer<WorkerCounters>) {
+    func releasePending(tx: inout TxBuffers, counters: UnsafeMutablePointer<WorkerCounters>) {
         let now = localNow
         var keep: [Resolver.Pending] = []
         for w in resolver.pending {
@@ -152,7 +156,7 @@ extension Balancer {
 
     /// Gratuitous ARP (unsolicited NA for IPv6) for every VIP and port
     /// address, at start and whenever the set of VIPs changes.
-    mutating func announce(tx: inout TxBuffers, counters: UnsafeMutablePointer<WorkerCounters>) {
+    func announce(tx: inout TxBuffers, counters: UnsafeMutablePointer<WorkerCounters>) {
         resolver.vipVersionAnnounced = engine.vipVersion
         var targets: [(IPAddress, UInt16)] = router.portAddresses.map { ($0.address, $0.port) }
         for v in engine.virtualAddresses.sorted() {

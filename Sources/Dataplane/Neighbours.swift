@@ -24,6 +24,8 @@ public final class NeighbourTable: @unchecked Sendable {
     let capacity: Int
     let slots: UnsafeMutableRawPointer
     let writer = Atomic<Bool>(false)
+    /// Bumped on every change; lets workers cache lookups and notice changes.
+    public let version = Atomic<UInt64>(0)
     /// Learned entries older than this are re-resolved (but still used until then).
     public let reachableMicros: UInt64 = 300_000_000
 
@@ -100,6 +102,7 @@ public final class NeighbourTable: @unchecked Sendable {
                 s.storeBytes(of: now, toByteOffset: 32, as: UInt64.self)
                 atomicMemoryFence(ordering: .releasing)
                 s.storeBytes(of: q &+ 2, as: UInt32.self)       // even: done
+                version.wrappingAdd(1, ordering: .releasing)
                 return true
             }
             i = (i + 1) & (capacity - 1)

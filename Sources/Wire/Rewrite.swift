@@ -29,16 +29,17 @@ public enum NAT {
         let l3 = info.l3Offset
         let isV6: Bool
         let oldAddr: IPAddress
+        var old4: UInt32 = 0, new4: UInt32 = 0
         switch info.ipVersion {
         case 4:
             guard address.family == .inet else { return false }
             isV6 = false
             let off = l3 + (source ? 12 : 16)
-            let old = rd32(p, off)
-            let new = UInt32(truncatingIfNeeded: address.lo)
-            wr32(p, off, new)
-            wr16(p, l3 + 10, Checksum.update32(rd16(p, l3 + 10), old: old, new: new))
-            oldAddr = IPAddress(hi: 0, lo: UInt64(old), family: .inet)
+            old4 = rd32(p, off)
+            new4 = UInt32(truncatingIfNeeded: address.lo)
+            wr32(p, off, new4)
+            wr16(p, l3 + 10, Checksum.update32(rd16(p, l3 + 10), old: old4, new: new4))
+            oldAddr = IPAddress(hi: 0, lo: UInt64(old4), family: .inet)
         case 6:
             guard address.family == .inet6 else { return false }
             isV6 = true
@@ -58,7 +59,8 @@ public enum NAT {
             let old = rd16(p, portOff)
             wr16(p, portOff, port)
             var c = rd16(p, l4 + 16)
-            c = Checksum.updateAddress(c, old: oldAddr, new: address)
+            // IPv4: a 32-bit update (the common case, kept short).
+            c = isV6 ? Checksum.updateAddress(c, old: oldAddr, new: address) : Checksum.update32(c, old: old4, new: new4)
             c = Checksum.update16(c, old: old, new: port)
             wr16(p, l4 + 16, c)
         case IPProto.udp:
@@ -69,7 +71,8 @@ public enum NAT {
                 // No checksum: compute a full one, which needs the whole datagram.
                 if !info.isFragment { Checksum.setL4(p, info) }
             } else {
-                var n = Checksum.updateAddress(c, old: oldAddr, new: address)
+                var n = isV6 ? Checksum.updateAddress(c, old: oldAddr, new: address)
+                             : Checksum.update32(c, old: old4, new: new4)
                 n = Checksum.update16(n, old: old, new: port)
                 wr16(p, l4 + 6, n == 0 ? 0xFFFF : n)
             }

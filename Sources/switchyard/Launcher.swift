@@ -39,6 +39,10 @@ enum Launcher {
         }
         let pairs = runtime.portPairs
         var engines: [Engine] = []
+        // Objects the workers reference without counting (unowned): they live
+        // until the run ends.
+        var keepAlive: [AnyObject] = []
+        defer { withExtendedLifetime(keepAlive) {} }
         switch options.forwardMode {
         case .io:
             runtime.install { _ in IOForwarder(pairs: pairs) }
@@ -64,6 +68,7 @@ enum Launcher {
             }
             table.rawStats = { owner in rawStats(owner, engines) }
             let router = Router(options: options, ports: runtime.ports)
+            keepAlive.append(router)
             var options = options
             let replayOnly = runtime.ports.allSatisfy { ["net_pcap", "net_null", "net_ring"].contains($0.driver) }
             options.gratuitousARP = options.gratuitousARPSetting ?? !replayOnly
