@@ -338,7 +338,7 @@ def run_once(sc, who, cpu, seconds, log):
     busy, others, flagged = wait_idle(cpu, log)
     rebuilt = who == "switchyard" and BIN_STAMP[0] is not None and binary_stamp() != BIN_STAMP[0]
     if rebuilt:
-        log("    ! %s was rebuilt since the harness started (someone else's build): figures mix builds" % BIN)
+        log("    ! %s changed since the harness started: figures mix builds" % BIN)
     period = 0.1 if (who == "switchyard" and sc.newconn) else 1
     if who == "switchyard":
         argv = sc.switchyard_args(cpu, period)
@@ -649,6 +649,7 @@ def plot(results, growth_ipp, path):
         xs = sorted(growth_ipp)
         axes[2].plot(xs, [growth_ipp[x] for x in xs], "o-", label="LVS/NAT")
         axes[2].set_xscale("log")
+        axes[2].set_ylim(bottom=0)
         axes[2].legend(fontsize=7)
     axes[2].set_xlabel("concurrent flows")
     axes[2].set_ylabel("instructions / packet (callgrind)")
@@ -667,7 +668,7 @@ def report(meta, results, cg, slope, growth_ipp, mem, path):
     L.append("- machine: %s" % meta["machine"])
     L.append("- mode: %s; %d rounds A/B per scenario, %g s measured per run (after 1 s warm-up)" % (
         meta["mode"], meta["rounds"], meta["seconds"]))
-    L.append("- switchyard: %s" % meta["commit"])
+    L.append("- switchyard: commit %s; binary %s" % (meta["commit"], meta.get("binary", "?")))
     L.append("")
     L.append("## Throughput (Mpps, one core; Switchyard vs dpdk-testpmd io on the same devices and CPU)")
     L.append("")
@@ -750,6 +751,7 @@ def pick_cpu(arg):
 
 
 def main():
+    global BIN
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="the main scenarios only, shorter runs (a few minutes)")
     ap.add_argument("--only", default="", help="comma-separated words: run scenarios whose name contains one")
@@ -786,6 +788,13 @@ def main():
                 os.cpu_count(), platform.processor() or platform.machine(), platform.platform()),
             "mode": "quick" if args.quick else "full", "rounds": rounds, "seconds": seconds, "commit": commit}
     log("bench: %s, %s; results in %s" % (meta["date"], meta["mode"], outdir))
+    # Others may rebuild .build/release/switchyard while this runs: every run
+    # here uses one snapshot of it, so the figures all come from one build.
+    snap = os.path.join(WORK, "switchyard.snapshot")
+    shutil.copy2(BIN, snap + ".tmp")
+    os.replace(snap + ".tmp", snap)
+    meta["binary"] = "%s (built %s)" % (BIN, datetime.datetime.fromtimestamp(os.stat(BIN).st_mtime).strftime("%Y-%m-%d %H:%M:%S"))
+    BIN = snap
     BIN_STAMP[0] = binary_stamp()
     t_start = time.time()
 
@@ -823,8 +832,7 @@ def main():
             slope[label] = s
             log("   slope %-18s %s instructions/packet%s" % (label, fmt(s.get("ipp"), 0),
                                                            "  [%s]" % s["error"][-200:] if "error" in s else ""))
-        growth[1000] = cg["nat"].get("ipp") if "ipp" in cg["nat"] else None
-        for f in ([100000] if args.quick else [10000, 100000, 1000000]):
+        for f in ([1000, 100000] if args.quick else [1000, 10000, 100000, 1000000]):
             nn = max(n, f)
             c = callgrind_switchyard("nat-%d" % f, "nat", f, nn, cpu, outdir)
             growth[f] = c.get("ipp")
