@@ -503,6 +503,9 @@ def demangle(names):
 def callgrind_switchyard(name, method, flows, n, cpu, outdir, proto="udp", newconn=False):
     """Instructions per packet: finite captures of n and 2n packets, the difference over n."""
     totals, files = [], []
+    # One table size for both runs: the table's set-up cost grows with
+    # --max-conns and must cancel in the difference.
+    max_conns = max(1 << 20, 2 * (2 * n if newconn else flows))
     for k in (1, 2):
         cnt = k * n
         if newconn:
@@ -519,7 +522,7 @@ def callgrind_switchyard(name, method, flows, n, cpu, outdir, proto="udp", newco
             argv += ["--forward-mode", "io"]
         else:
             argv += ["--config", rules_file("cg-" + name, method, 8, proto), "--port-addr", "1:10.0.0.1/16",
-                     "--port-addr", "0:192.0.2.1/24", "--max-conns", str(max(1 << 16, 2 * cnt))]
+                     "--port-addr", "0:192.0.2.1/24", "--max-conns", str(max_conns)]
             for ip, mac in servers(8):
                 argv += ["--neigh", "%s=%s" % (ip, mac)]
         r = subprocess.run(["taskset", "-c", str(cpu)] + argv, capture_output=True, text=True)
@@ -801,16 +804,20 @@ def main():
     words = [w for w in args.only.split(",") if w]
     chosen = [s for s in scenarios() if (not args.quick or s.quick) and (not words or any(w in s.name for w in words))]
     results = []
-    if not args.no_throughput:
-        for sc in chosen:
-            cpu = pick_cpu(args.cpu)
-            try:
-                results.append(run_scenario(sc, cpu, rounds, seconds, log))
-            except Exception as e:   # one broken scenario must not lose the others
-                log("   scenario failed: %r" % e)
-            json.dump({"meta": meta, "throughput": results}, open(os.path.join(outdir, "results.json"), "w"), indent=1)
+    cg, slope, growth, mem = {}, {}, {}, None
 
-    cg, slope, growth = {}, {}, {}
+    def save(final=False):
+        """results.json, results.md and the plot so far (a cut-short run keeps what it measured)."""
+        if results and final:
+            try:
+                plot(results, growth, os.path.join(outdir, "growth.png"))
+            except Exception as e:
+                log("plot failed: %r" % e)
+        json.dump({"meta": meta, "throughput": results, "callgrind": cg, "callgrind_slope": slope,
+                   "growth_ipp": growth, "memory": mem}, open(os.path.join(outdir, "results.json"), "w"), indent=1)
+        report(meta, results, cg, slope, growth, mem, os.path.join(outdir, "results.md"))
+
+    # Callgrind and memory first: they do not depend on an idle machine.
     if not args.no_callgrind and shutil.which("valgrind") and not words:
         cpu = pick_cpu(args.cpu)
         n = 50000 if args.quick else 100000
@@ -848,7 +855,8 @@ def main():
                 elif m and m.group(1).startswith(("nat-", "slope-")):
                     os.remove(os.path.join(outdir, fn))
 
-    mem = None
+        save()
+
     if not args.no_memory and not words:
         cpu = pick_cpu(args.cpu)
         log("== memory: Switchyard NAT, finite capture of distinct UDP flows, one connection each")
@@ -892,17 +900,20 @@ def main():
         mem = {"runs": runs, "notes": notes, "bytes_per_conn_measured": mem_per,
                "bytes_per_conn_layout_1M": table_bytes_per_conn(1 << 20),
                "bytes_per_conn_layout_10M": table_bytes_per_conn(10485760)}
+        save()
 
-    if results:
-        try:
-            plot(results, growth, os.path.join(outdir, "growth.png"))
-        except Exception as e:
-            log("plot failed: %r" % e)
-    json.dump({"meta": meta, "throughput": results, "callgrind": cg, "callgrind_slope": slope,
-               "growth_ipp": growth, "memory": mem}, open(os.path.join(outdir, "results.json"), "w"), indent=1)
-    text = report(meta, results, cg, slope, growth, mem, os.path.join(outdir, "results.md"))
+    if not args.no_throughput:
+        for sc in chosen:
+            cpu = pick_cpu(args.cpu)
+            try:
+                results.append(run_scenario(sc, cpu, rounds, seconds, log))
+            except Exception as e:   # one broken scenario must not lose the others
+                log("   scenario failed: %r" % e)
+            save()
+
+    save(final=True)
     log("")
-    log(text)
+    log(open(os.path.join(outdir, "results.md")).read())
     log("bench: done in %.0f s; %s" % (time.time() - t_start, outdir))
 
 
