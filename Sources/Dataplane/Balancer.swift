@@ -100,6 +100,19 @@ public final class Balancer: BurstProcessor {
                          counters: UnsafeMutablePointer<WorkerCounters>) {
         let p = sy_mbuf_data(m).unsafelyUnwrapped
         let len = Int(sy_mbuf_data_len(m))
+        // Established IPv4 flows: straight from the bytes (FastPath.swift).
+        if !packetClock || !resolver.waiting {
+            if packetClock {
+                let ts = sy_mbuf_rx_timestamp(m, tsOffset, tsFlag)
+                if ts != 0 { lastPacketTime = ts }
+            }
+            let f = engine.fastIPv4(p, length: len, now: packetClock ? lastPacketTime : burstNow)
+            if f.handled {
+                counters.pointee.lbInPackets &+= 1
+                fastForward(m, p, nextHop: f.nextHop, tx: &tx, counters: counters)
+                return
+            }
+        }
         let r = parseFrame(UnsafeRawPointer(p), length: len, into: &info)
         if r.isMalformed {
             counters.pointee.malformed &+= 1
@@ -177,6 +190,23 @@ public final class Balancer: BurstProcessor {
         counters.pointee.connsLive = UInt64(engine.liveConnections)
         counters.pointee.connsCreated = engine.connsCreated
         counters.pointee.connsRefused = engine.connsRefused
+    }
+
+    /// Forward a fast-path packet: the cached next hop, else the general egress.
+    @inline(__always)
+    func fastForward(_ m: OpaquePointer, _ p: UnsafeMutableRawPointer, nextHop: UInt32, tx: inout TxBuffers,
+                     counters: UnsafeMutablePointer<WorkerCounters>) {
+        let dst = IPAddress(v4: nextHop)
+        let slot = hopCache + Balancer.hopSlot(dst)
+        if slot.pointee.valid && slot.pointee.lo == dst.lo && slot.pointee.hi == 0 && !resolver.waiting
+            && slot.pointee.version == router.neighbours.version.load(ordering: .relaxed) {
+            Ethernet.setAddresses(p, destination: slot.pointee.mac, source: slot.pointee.source)
+            tx.add(m, port: slot.pointee.port, counters: counters)
+            return
+        }
+        var i = PacketInfo()
+        _ = parseFrame(UnsafeRawPointer(p), length: Int(sy_mbuf_data_len(m)), into: &i)
+        forward(m, p, i, dst, tx: &tx, counters: counters)
     }
 
     @inline(__always)

@@ -216,6 +216,48 @@ public struct ConnTable {
         }
     }
 
+    /// The same hash as `hash(proto:client:port:)` for an IPv4 client (hi == 0).
+    @inline(__always)
+    public func hash4(proto: UInt8, client: UInt32, port: UInt16) -> UInt32 {
+        var x = UInt64(client)
+        x ^= (UInt64(port) << 8 | UInt64(proto)) &* 0xC2B2_AE3D_27D4_EB4F
+        x ^= seed
+        x = (x ^ (x >> 33)) &* 0xFF51_AFD7_ED55_8CCD
+        x = (x ^ (x >> 33)) &* 0xC4CE_B9FE_1A85_EC53
+        x ^= x >> 33
+        return UInt32(truncatingIfNeeded: x)
+    }
+
+    /// IPv4 lookups on 32-bit keys for the fast path: the same entries as
+    /// lookupIn/lookupOut, compared field by field in the entry's cache line.
+    /// `daddrSide` false: <client, cport, vaddr, vport>; true: <client, cport, daddr, dport>.
+    @inline(__always)
+    public func lookup4(proto: UInt8, client: UInt32, cport: UInt16, addr: UInt32, port: UInt16, daddrSide: Bool) -> UInt32? {
+        let h = hash4(proto: proto, client: client, port: cport)
+        let sig = signature(h)
+        let portOff = daddrSide ? ConnField.dport : ConnField.vport
+        let addrOff = ConnField.addresses + (daddrSide ? 8 : 4)
+        // proto @34 and the template flag; cport and the other port: one compare each.
+        var b = Int(h) & bucketMask
+        while true {
+            let bp = bucket(b)
+            for s in 0..<ConnTable.slotsPerBucket where bp.load(fromByteOffset: s * 4, as: UInt32.self) == sig {
+                let i = bp.load(fromByteOffset: 32 + s * 4, as: UInt32.self)
+                let e = entries + Int(i) * stride
+                if e.load(fromByteOffset: ConnField.addresses, as: UInt32.self) == client
+                    && e.load(fromByteOffset: addrOff, as: UInt32.self) == addr
+                    && e.load(fromByteOffset: ConnField.cport, as: UInt16.self) == cport
+                    && e.load(fromByteOffset: portOff, as: UInt16.self) == port
+                    && e.load(fromByteOffset: ConnField.proto, as: UInt8.self) == proto
+                    && e.load(fromByteOffset: ConnField.flags, as: UInt16.self) & ConnFlags.template == 0 {
+                    return i
+                }
+            }
+            if bp.load(fromByteOffset: 28, as: UInt32.self) == 0 { return nil }
+            b = (b + 1) & bucketMask
+        }
+    }
+
     /// Persistence template <proto, client net, 0, vaddr, vport>.
     public func lookupTemplate(proto: UInt8, cnet: IPAddress, vaddr: IPAddress, vport: UInt16) -> UInt32? {
         let h = hash(proto: proto, client: cnet, port: 0)

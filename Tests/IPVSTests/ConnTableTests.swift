@@ -51,6 +51,33 @@ final class ConnTableTests: XCTestCase {
         t.deallocate()
     }
 
+    /// The fast path's 32-bit lookups find exactly what the general ones find.
+    func testIPv4FastLookupsAgreeWithTheGeneralOnes() {
+        var t = ConnTable(capacity: 4000, isV6: false, seed: 7)
+        var rng = SystemRandomNumberGenerator()
+        var live: [UInt32] = []
+        for _ in 0..<20_000 {
+            let c = UInt32.random(in: 0..<3000, using: &rng)
+            let cport = UInt16(truncatingIfNeeded: c &* 13)
+            let proto: UInt8 = Bool.random(using: &rng) ? 6 : 17
+            let caddr = IPAddress(v4: 0xCB00_7100 &+ c)
+            if Int.random(in: 0..<3, using: &rng) == 0, !live.isEmpty {
+                let i = live.remove(at: Int.random(in: 0..<live.count, using: &rng))
+                t.unhash(i); t.free(i)
+            } else if t.lookupIn(proto: proto, caddr: caddr, cport: cport, vaddr: vip, vport: 80) == nil,
+                      let i = t.insert(proto: proto, caddr: caddr, cport: cport, vaddr: vip, vport: 80, daddr: rs,
+                                       dport: 8080, flags: c % 5 == 0 ? ConnFlags.template : 0) {
+                live.append(i)
+            }
+            XCTAssertEqual(t.lookup4(proto: proto, client: caddr.v4, cport: cport, addr: vip.v4, port: 80, daddrSide: false),
+                           t.lookupIn(proto: proto, caddr: caddr, cport: cport, vaddr: vip, vport: 80))
+            XCTAssertEqual(t.lookup4(proto: proto, client: caddr.v4, cport: cport, addr: rs.v4, port: 8080, daddrSide: true),
+                           t.lookupOut(proto: proto, caddr: caddr, cport: cport, daddr: rs, dport: 8080))
+            XCTAssertEqual(t.hash4(proto: proto, client: caddr.v4, port: cport), t.hash(proto: proto, client: caddr, port: cport))
+        }
+        t.deallocate()
+    }
+
     func testFullTableRefusesAndRecovers() {
         var t = ConnTable(capacity: 64, isV6: false)
         var got: [UInt32] = []
