@@ -4,6 +4,9 @@
 import CDPDK
 import IPVS
 import Wire
+#if canImport(Glibc)
+import Glibc
+#endif
 
 public final class Balancer: BurstProcessor {
     // Immutable references of a final class: the packet path borrows them,
@@ -28,6 +31,8 @@ public final class Balancer: BurstProcessor {
     let me: Int
     let ringBurst = UnsafeMutablePointer<OpaquePointer?>.allocate(capacity: 32)
     let resolver = Resolver()
+    /// Per-burst scratch: the two candidate index hashes of each packet.
+    let hashes = UnsafeMutablePointer<UInt32>.allocate(capacity: 2 * 512)
     /// Per-worker cache of resolved next hops: destination -> (egress port, MAC),
     /// valid while the neighbour table's version is unchanged.
     let hopCache: UnsafeMutablePointer<HopCacheEntry>
@@ -86,6 +91,25 @@ public final class Balancer: BurstProcessor {
             for k in 0..<count { tx.add(pkts[k].unsafelyUnwrapped, port: out, counters: counters) }
             counters.pointee.exceptionOut &+= UInt64(count)
             return
+        }
+        // Batched lookups: bring every packet's index buckets in, then the
+        // entries they point to, so that processing finds them in cache
+        // (what matters with millions of connections).
+        if count > 1 {
+            for k in 0..<count {
+                let m = pkts[k].unsafelyUnwrapped
+                let h = engine.fastHashes(UnsafeRawPointer(sy_mbuf_data(m).unsafelyUnwrapped), length: Int(sy_mbuf_data_len(m)))
+                hashes[2 * k] = h.0
+                hashes[2 * k + 1] = h.1
+                if h.0 != 0 || h.1 != 0 {
+                    sy_prefetch0(engine.v4.bucketAddress(for: h.0))
+                    sy_prefetch0(engine.v4.bucketAddress(for: h.1))
+                }
+            }
+            for k in 0..<count where hashes[2 * k] != 0 || hashes[2 * k + 1] != 0 {
+                engine.v4.candidates(hashes[2 * k]) { sy_prefetch0($0) }
+                engine.v4.candidates(hashes[2 * k + 1]) { sy_prefetch0($0) }
+            }
         }
         for k in 0..<count {
             handle(pkts[k].unsafelyUnwrapped, rxPort: rxPort, redirected: false, tx: &tx, counters: counters)

@@ -258,6 +258,17 @@ public struct ConnTable {
         }
     }
 
+    /// The entries a bucket's slots with this hash's signature point to
+    /// (for prefetching: no key comparison).
+    @inline(__always)
+    public func candidates(_ h: UInt32, _ body: (UnsafeRawPointer) -> Void) {
+        let sig = signature(h)
+        let bp = bucket(Int(h) & bucketMask)
+        for s in 0..<ConnTable.slotsPerBucket where bp.load(fromByteOffset: s * 4, as: UInt32.self) == sig {
+            body(UnsafeRawPointer(entries + Int(bp.load(fromByteOffset: 32 + s * 4, as: UInt32.self)) * stride))
+        }
+    }
+
     /// Persistence template <proto, client net, 0, vaddr, vport>.
     public func lookupTemplate(proto: UInt8, cnet: IPAddress, vaddr: IPAddress, vport: UInt16) -> UInt32? {
         let h = hash(proto: proto, client: cnet, port: 0)

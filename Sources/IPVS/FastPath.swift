@@ -135,6 +135,20 @@ extension Engine {
         v4.arm(i, expires: now &+ UInt64(ms) &* 1000)
     }
 
+    /// Burst prefetch, stage 1: for a fast-path candidate, the index hashes
+    /// of both possible client endpoints (the source for client packets, the
+    /// destination for NAT replies); 0 when the frame is not a candidate.
+    @inline(__always)
+    public func fastHashes(_ p: UnsafeRawPointer, length: Int) -> (UInt32, UInt32) {
+        guard length >= 42, p.load(fromByteOffset: 12, as: UInt16.self) == UInt16(0x0800).bigEndian,
+              p.load(fromByteOffset: 14, as: UInt8.self) == 0x45 else { return (0, 0) }
+        let proto = p.load(fromByteOffset: 23, as: UInt8.self)
+        guard proto == 6 || proto == 17 else { return (0, 0) }
+        let a = v4.hash4(proto: proto, client: Engine.rd32(p, 26), port: Engine.rd16(p, 34))
+        let b = v4.hash4(proto: proto, client: Engine.rd32(p, 30), port: Engine.rd16(p, 36))
+        return (a, b)
+    }
+
     @inline(__always)
     func csumUpdate32(_ check: UInt16, old: UInt32, new: UInt32) -> UInt16 {
         var s = UInt32(~check) &+ (~old >> 16) &+ (~old & 0xFFFF) &+ (new >> 16) &+ (new & 0xFFFF)
