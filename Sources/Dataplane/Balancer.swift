@@ -124,18 +124,19 @@ public final class Balancer: BurstProcessor {
                          counters: UnsafeMutablePointer<WorkerCounters>) {
         let p = sy_mbuf_data(m).unsafelyUnwrapped
         let len = Int(sy_mbuf_data_len(m))
+        if packetClock {
+            let ts = sy_mbuf_rx_timestamp(m, tsOffset, tsFlag)
+            if ts != 0 { lastPacketTime = ts }
+            // In replays, time moves with packets: resolution timers run per packet.
+            if resolver.waiting { releasePending(tx: &tx, counters: counters) }
+        }
+        let now = packetClock ? lastPacketTime : burstNow
         // Established IPv4 flows: straight from the bytes (FastPath.swift).
-        if !packetClock || !resolver.waiting {
-            if packetClock {
-                let ts = sy_mbuf_rx_timestamp(m, tsOffset, tsFlag)
-                if ts != 0 { lastPacketTime = ts }
-            }
-            let f = engine.fastIPv4(p, length: len, now: packetClock ? lastPacketTime : burstNow)
-            if f.handled {
-                counters.pointee.lbInPackets &+= 1
-                fastForward(m, p, nextHop: f.nextHop, tx: &tx, counters: counters)
-                return
-            }
+        let f = engine.fastIPv4(p, length: len, now: now)
+        if f.handled {
+            counters.pointee.lbInPackets &+= 1
+            fastForward(m, p, nextHop: f.nextHop, tx: &tx, counters: counters)
+            return
         }
         let r = parseFrame(UnsafeRawPointer(p), length: len, into: &info)
         if r.isMalformed {
@@ -143,12 +144,6 @@ public final class Balancer: BurstProcessor {
             reasons[Int(r.rawValue)] &+= 1
             sy_mbuf_free(m)
             return
-        }
-        if packetClock {
-            let ts = sy_mbuf_rx_timestamp(m, tsOffset, tsFlag)
-            if ts != 0 { lastPacketTime = ts }
-            // In replays, time moves with packets: resolution timers run per packet.
-            if resolver.waiting { releasePending(tx: &tx, counters: counters) }
         }
         // ARP, NDP and echo for our own addresses are answered here.
         if info.l4Proto != 6 && info.l4Proto != 17
@@ -173,7 +168,7 @@ public final class Balancer: BurstProcessor {
                 return
             }
         }
-        let v = engine.process(p, info: &info, now: packetClock ? lastPacketTime : burstNow)
+        let v = engine.process(p, info: &info, now: now)
         switch v.action {
         case .forward:
             counters.pointee.lbInPackets &+= 1
