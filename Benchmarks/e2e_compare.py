@@ -73,6 +73,13 @@ def cpu_times():
     return sum(v), v[3] + v[4]
 
 
+def stat_split():
+    """/proc/stat's first line: user+nice, system, irq+softirq, idle+iowait, steal (ticks)."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]] + [0] * 8
+    return [v[0] + v[1], v[2], v[5] + v[6], v[3] + v[4], v[7]]
+
+
 def busy_fraction(interval=0.5):
     t0, i0 = cpu_times()
     time.sleep(interval)
@@ -267,10 +274,13 @@ def main():
                         rig.wrk(url, connections=a.connections, seconds=max(1, int(a.warmup)))
                     for attempt in range(1 + a.retries):
                         o0, f0 = proc_cpu(rig_inodes)
+                        s0 = stat_split()
                         t0 = time.monotonic()
                         w = rig.wrk(url, connections=a.connections, seconds=a.seconds)
                         dt = time.monotonic() - t0
+                        s1 = stat_split()
                         o1, f1 = proc_cpu(rig_inodes)
+                        split = [round((y - x) / HZ / dt, 2) for x, y in zip(s0, s1)]
                         foreign = cpu_delta(f0, f1) / HZ / dt
                         rig_cpu = cpu_delta(o0, o1) / HZ / dt
                         if foreign <= a.max_foreign:
@@ -283,9 +293,12 @@ def main():
                 errs = sum(w["errors"].values()) + w["non2xx"]
                 results[c.name].append({"rps": w["rps"], "requests": w["requests"], "errors": w["errors"],
                                         "non2xx": w["non2xx"], "busy_before": round(busy, 3),
-                                        "foreign_cpus": round(foreign, 3), "rig_process_cpus": round(rig_cpu, 3)})
-                line = "round %d %-32s %9.0f req/s  errors=%d  rig processes %.2f CPUs, other work %.2f CPUs" % (
-                    rnd + 1, c.name, w["rps"], errs, rig_cpu, foreign)
+                                        "foreign_cpus": round(foreign, 3), "rig_process_cpus": round(rig_cpu, 3),
+                                        "machine_cpus": dict(zip(("user", "system", "irq", "idle", "steal"),
+                                                                 split))})
+                line = ("round %d %-32s %9.0f req/s  errors=%d  rig processes %.2f CPUs, other work %.2f CPUs; "
+                        "machine user/sys/irq/idle/steal %s") % (
+                    rnd + 1, c.name, w["rps"], errs, rig_cpu, foreign, "/".join("%.2f" % x for x in split))
                 print(line, flush=True)
                 log.append(line)
                 log.append(w["text"])
