@@ -33,6 +33,7 @@ public final class Balancer: BurstProcessor {
     let resolver = Resolver()
     /// Per-burst scratch: the two candidate index hashes of each packet.
     let hashes = UnsafeMutablePointer<UInt32>.allocate(capacity: 2 * 512)
+    let candidates = UnsafeMutablePointer<UnsafeRawPointer>.allocate(capacity: 128)
     /// Per-worker cache of resolved next hops: destination -> (egress port, MAC),
     /// valid while the neighbour table's version is unchanged.
     let hopCache: UnsafeMutablePointer<HopCacheEntry>
@@ -95,7 +96,9 @@ public final class Balancer: BurstProcessor {
         // Batched lookups: bring every packet's index buckets in, then the
         // entries they point to, so that processing finds them in cache
         // (what matters with millions of connections).
-        if count > 1 {
+        // Only worth it once the table outgrows the caches.
+        let prefetching = count > 1 && engine.v4.count >= 32768
+        if prefetching {
             for k in 0..<count {
                 let m = pkts[k].unsafelyUnwrapped
                 let h = engine.fastHashes(UnsafeRawPointer(sy_mbuf_data(m).unsafelyUnwrapped), length: Int(sy_mbuf_data_len(m)))
@@ -106,13 +109,12 @@ public final class Balancer: BurstProcessor {
                     sy_prefetch0(engine.v4.bucketAddress(for: h.1))
                 }
             }
-            for k in 0..<count where hashes[2 * k] != 0 || hashes[2 * k + 1] != 0 {
-                engine.v4.candidates(hashes[2 * k]) { sy_prefetch0($0) }
-                engine.v4.candidates(hashes[2 * k + 1]) { sy_prefetch0($0) }
-            }
+            let n = engine.v4.candidateEntries(hashes, count: 2 * count, into: candidates, capacity: 128)
+            for k in 0..<n { sy_prefetch0(candidates[k]) }
         }
         for k in 0..<count {
-            handle(pkts[k].unsafelyUnwrapped, rxPort: rxPort, redirected: false, tx: &tx, counters: counters)
+            handle(pkts[k].unsafelyUnwrapped, rxPort: rxPort, redirected: false, tx: &tx, counters: counters,
+                   hashes: prefetching ? (hashes[2 * k], hashes[2 * k + 1]) : (0, 0))
         }
         counters.pointee.connsCreated = engine.connsCreated
         counters.pointee.connsRefused = engine.connsRefused
@@ -121,7 +123,7 @@ public final class Balancer: BurstProcessor {
     /// One received packet, from a queue or handed over by another worker.
     @inline(__always)
     func handle(_ m: OpaquePointer, rxPort: UInt16, redirected: Bool, tx: inout TxBuffers,
-                         counters: UnsafeMutablePointer<WorkerCounters>) {
+                counters: UnsafeMutablePointer<WorkerCounters>, hashes: (UInt32, UInt32) = (0, 0)) {
         let p = sy_mbuf_data(m).unsafelyUnwrapped
         let len = Int(sy_mbuf_data_len(m))
         if packetClock {
@@ -132,7 +134,7 @@ public final class Balancer: BurstProcessor {
         }
         let now = packetClock ? lastPacketTime : burstNow
         // Established IPv4 flows: straight from the bytes (FastPath.swift).
-        let f = engine.fastIPv4(p, length: len, now: now)
+        let f = engine.fastIPv4(p, length: len, now: now, hashes: hashes)
         if f.handled {
             counters.pointee.lbInPackets &+= 1
             fastForward(m, p, nextHop: f.nextHop, tx: &tx, counters: counters)

@@ -232,8 +232,9 @@ public struct ConnTable {
     /// lookupIn/lookupOut, compared field by field in the entry's cache line.
     /// `daddrSide` false: <client, cport, vaddr, vport>; true: <client, cport, daddr, dport>.
     @inline(__always)
-    public func lookup4(proto: UInt8, client: UInt32, cport: UInt16, addr: UInt32, port: UInt16, daddrSide: Bool) -> UInt32? {
-        let h = hash4(proto: proto, client: client, port: cport)
+    public func lookup4(proto: UInt8, client: UInt32, cport: UInt16, addr: UInt32, port: UInt16, daddrSide: Bool,
+                        hash known: UInt32 = 0) -> UInt32? {
+        let h = known != 0 ? known : hash4(proto: proto, client: client, port: cport)
         let sig = signature(h)
         let portOff = daddrSide ? ConnField.dport : ConnField.vport
         let addrOff = ConnField.addresses + (daddrSide ? 8 : 4)
@@ -258,15 +259,24 @@ public struct ConnTable {
         }
     }
 
-    /// The entries a bucket's slots with this hash's signature point to
-    /// (for prefetching: no key comparison).
-    @inline(__always)
-    public func candidates(_ h: UInt32, _ body: (UnsafeRawPointer) -> Void) {
-        let sig = signature(h)
-        let bp = bucket(Int(h) & bucketMask)
-        for s in 0..<ConnTable.slotsPerBucket where bp.load(fromByteOffset: s * 4, as: UInt32.self) == sig {
-            body(UnsafeRawPointer(entries + Int(bp.load(fromByteOffset: 32 + s * 4, as: UInt32.self)) * stride))
+    /// For prefetching a burst: the addresses of the entries that the
+    /// buckets of `count` hashes point to (slots with a matching signature;
+    /// hash 0 = none), at most `capacity` of them. Returns how many.
+    public func candidateEntries(_ hashes: UnsafePointer<UInt32>, count: Int,
+                                 into out: UnsafeMutablePointer<UnsafeRawPointer>, capacity: Int) -> Int {
+        var n = 0
+        for k in 0..<count {
+            let h = hashes[k]
+            if h == 0 { continue }
+            let sig = signature(h)
+            let bp = bucket(Int(h) & bucketMask)
+            for s in 0..<ConnTable.slotsPerBucket where bp.load(fromByteOffset: s * 4, as: UInt32.self) == sig {
+                if n == capacity { return n }
+                out[n] = UnsafeRawPointer(entries + Int(bp.load(fromByteOffset: 32 + s * 4, as: UInt32.self)) * stride)
+                n += 1
+            }
         }
+        return n
     }
 
     /// Persistence template <proto, client net, 0, vaddr, vport>.

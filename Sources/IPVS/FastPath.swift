@@ -40,7 +40,10 @@ extension Engine {
 
     /// Try the fast path on an untagged Ethernet/IPv4 frame of `length` bytes.
     @inline(__always)
-    public func fastIPv4(_ p: UnsafeMutableRawPointer, length: Int, now t: UInt64) -> FastVerdict {
+    /// `hashes`: the packet's two index hashes if the burst prefetch already
+    /// computed them (see `fastHashes`), else (0, 0).
+    public func fastIPv4(_ p: UnsafeMutableRawPointer, length: Int, now t: UInt64,
+                         hashes: (UInt32, UInt32) = (0, 0)) -> FastVerdict {
         var v = FastVerdict()
         // Ethernet + a 20-byte IPv4 header + 8 bytes of L4, untagged, IHL 5.
         guard length >= 42, p.load(fromByteOffset: 12, as: UInt16.self) == UInt16(0x0800).bigEndian,
@@ -67,15 +70,12 @@ extension Engine {
             return v
         }
         if t != now { advance(to: t) }
-        // A local copy of the table handle (pointers only; `arm` changes only
-        // memory behind them): its fields stay in registers instead of being
-        // reloaded from the engine after every store through a raw pointer.
-        var v4 = self.v4
         let src = Engine.rd32(p, 26), dst = Engine.rd32(p, 30)
         let sport = Engine.rd16(p, l4), dport = Engine.rd16(p, l4 + 2)
 
         // Client -> VIP: an existing connection.
-        if let i = v4.lookup4(proto: proto, client: src, cport: sport, addr: dst, port: dport, daddrSide: false) {
+        if let i = v4.lookup4(proto: proto, client: src, cport: sport, addr: dst, port: dport, daddrSide: false,
+                              hash: hashes.0) {
             let f = v4.flags(i)
             let method = f & ConnFlags.fwdMask
             guard method == UInt16(ForwardMethod.masq.rawValue) || method == UInt16(ForwardMethod.droute.rawValue),
@@ -85,7 +85,7 @@ extension Engine {
             let sid = Int(v4.u32(i, ConnField.serviceID))
             destStats[Int(destID)].add(bytes: UInt64(total), inbound: true)
             if sid < maxIDs { serviceStats[sid].add(bytes: UInt64(total), inbound: true) }
-            rearm(&v4, i, proto: proto)
+            rearm(i, proto: proto)
             let daddr = v4.u32(i, ConnField.addresses + 8)
             decrementTTL(p)
             if method == UInt16(ForwardMethod.masq.rawValue) {
@@ -100,7 +100,8 @@ extension Engine {
             return v
         }
         // Real server -> client: a NAT reply.
-        if let i = v4.lookup4(proto: proto, client: dst, cport: dport, addr: src, port: sport, daddrSide: true) {
+        if let i = v4.lookup4(proto: proto, client: dst, cport: dport, addr: src, port: sport, daddrSide: true,
+                              hash: hashes.1) {
             let f = v4.flags(i)
             guard f & ConnFlags.fwdMask == UInt16(ForwardMethod.masq.rawValue), f & ConnFlags.noOutput == 0,
                   proto == 17 || v4.u8(i, ConnField.state) == TCPState.established.rawValue else { return v }
@@ -109,7 +110,7 @@ extension Engine {
             let sid = Int(v4.u32(i, ConnField.serviceID))
             destStats[Int(destID)].add(bytes: UInt64(total), inbound: false)
             if sid < maxIDs { serviceStats[sid].add(bytes: UInt64(total), inbound: false) }
-            rearm(&v4, i, proto: proto)
+            rearm(i, proto: proto)
             // A UDP reply makes its persistence template ASSURED, as set_state(OUTPUT) does.
             let ctl = v4.u32(i, ConnField.control)
             if proto == 17 && ctl != 0 { v4.setFlags(ctl - 1, v4.flags(ctl - 1) | ConnFlags.assured) }
@@ -129,7 +130,7 @@ extension Engine {
 
     /// The state's timeout from now, as set_state does on every packet.
     @inline(__always)
-    func rearm(_ v4: inout ConnTable, _ i: UInt32, proto: UInt8) {
+    func rearm(_ i: UInt32, proto: UInt8) {
         let ms = proto == 6 ? timeoutsMs[Int(TCPState.established.rawValue)] : timeoutsMs[TCPState.count]
         v4.set32(i, ConnField.timeout, ms)
         v4.arm(i, expires: now &+ UInt64(ms) &* 1000)
