@@ -11,6 +11,8 @@
 #include <rte_eal.h>
 #include <rte_thash.h>
 #include <rte_dev.h>
+#include <rte_hash.h>
+#include <rte_hash_crc.h>
 
 volatile int sy_stop_requested = 0;
 
@@ -182,3 +184,19 @@ int sy_port_rss_configure(uint16_t port, const uint8_t *key, uint8_t key_len, ui
 uint32_t sy_softrss(const uint32_t *tuple, uint32_t len, const uint8_t *key) {
     return rte_softrss((uint32_t *)tuple, len, key);
 }
+
+void *sy_hash_create(const char *name, uint32_t entries, uint32_t key_len) {
+    struct rte_hash_parameters params;
+    memset(&params, 0, sizeof params);
+    params.name = name;
+    params.entries = entries;
+    params.key_len = key_len;
+    params.hash_func = rte_hash_crc;
+    params.socket_id = (int)rte_socket_id();
+    return rte_hash_create(&params);
+}
+int32_t sy_hash_add(void *h, const void *key) { return rte_hash_add_key((struct rte_hash *)h, key); }
+int sy_hash_lookup_bulk(void *h, const void **keys, uint32_t n, int32_t *positions) {
+    return rte_hash_lookup_bulk((struct rte_hash *)h, keys, n, positions);
+}
+void sy_hash_free(void *h) { rte_hash_free((struct rte_hash *)h); }

@@ -101,6 +101,13 @@ uint64_t sy_rss_types_dst_only(void);
 /* DPDK's own software Toeplitz over `len` 32-bit words (host order), for tests. */
 uint32_t sy_softrss(const uint32_t *tuple, uint32_t len, const uint8_t *key);
 
+/* DPDK's rte_hash, for the table benchmark (bench-table): create a table of
+ * `entries` keys of `key_len` bytes (CRC32 hash), add a key, look up a burst. */
+void *sy_hash_create(const char *name, uint32_t entries, uint32_t key_len);
+int32_t sy_hash_add(void *h, const void *key);
+int sy_hash_lookup_bulk(void *h, const void **keys, uint32_t n, int32_t *positions);
+void sy_hash_free(void *h);
+
 /* ---------------------------------------------------------------- rings between lcores */
 
 struct rte_ring *sy_ring_create(const char *name, unsigned count, int socket, bool single_producer,

@@ -11,6 +11,9 @@ let invokedAs = argv.first.map { String($0.split(separator: "/").last ?? "") } ?
 if invokedAs == "ipvsadm" {
     exit(Admin.main(Array(argv.dropFirst()), program: "ipvsadm"))
 }
+if argv.count > 1 && argv[1] == "bench-table" {
+    exit(TableBench.main(Array(argv.dropFirst(2))))
+}
 if argv.count > 1 && argv[1] == "adm" {
     exit(Admin.main(Array(argv.dropFirst(2)), program: "switchyard adm"))
 }
