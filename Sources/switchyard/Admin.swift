@@ -55,24 +55,8 @@ enum Admin {
             }
             var input = ""
             if cmd.kind == .restore { input = readStandardInput() }
-            do {
-                let r = try AdminClient.call(path: path, request: AdminProtocol.Request(
-                    program: program, arguments: args, input: input))
-                FileHandleOut.stdout(r.output)
-                FileHandleOut.stderr(r.errors)
-                return r.status
-            } catch {
-                switch error {
-                case .connect(_, let e) where e == EACCES || e == EPERM:
-                    FileHandleOut.stderr("Can't initialize ipvs: Permission denied (you must be root)\n")
-                case .connect(let m, _):
-                    FileHandleOut.stderr("Can't initialize ipvs: cannot reach switchyard at \(path): \(m)\n"
-                                         + "Is switchyard running? (set --socket PATH or SWITCHYARD_SOCKET)\n")
-                case .io(let m), .protocolError(let m):
-                    FileHandleOut.stderr("\(program): \(m)\n")
-                }
-                return 2
-            }
+            return call(path: path, program: program,
+                        AdminProtocol.Request(program: program, arguments: args, input: input))
         }
     }
 
