@@ -59,6 +59,8 @@ public struct Options: Sendable {
     public var help: Bool = false
     /// Hand traffic that is not the balancer's to the host kernel through a TAP per port.
     public var exceptionPath: ExceptionPath = .none
+    /// 802.1Q tags per port (--vlan P:ID).
+    public var vlans: [UInt16: UInt16] = [:]
     /// Explicit (port, queue, lcore) polling assignments, l3fwd-style.
     public var lcoreMap: [(port: UInt16, queue: UInt16, lcore: UInt32)] = []
     /// Back off (pause, then short sleeps) after empty polls; nil: on for virtual devices.
@@ -121,6 +123,7 @@ public enum OptionParser {
         ("--max-conns", "N", "connection table bound per worker (default 1048576)"),
         ("--forward-mode", "io|lb", "lb balances (default); io forwards everything unchanged, as testpmd io"),
         ("--lcore-map", "(P,Q,L)[,...]", "which lcore polls rx queue Q of port P (default: queue q on worker q mod n)"),
+        ("--vlan", "P:ID", "port P carries 802.1Q VLAN ID (1..4094) on all its frames (repeatable)"),
         ("--exception-path", "none|tap", "send traffic not for a VIP to the host kernel through a TAP interface per port (syP)"),
         ("--idle-backoff", "on|off|US", "after empty polls pause, then sleep up to US µs (default: on, 500 µs, on virtual devices)"),
         ("--gratuitous-arp", "on|off", "announce VIPs and port addresses at start and on change (default: on, off on pcap/null/ring devices)"),
@@ -256,6 +259,12 @@ public enum OptionParser {
                 o.routes.append(StaticRoute(prefix: pfx.masked(prefix: len), prefixLength: len, gateway: gw, port: port))
             case "--socket": o.socketPath = v
             case "--max-conns": o.maxConns = try intValue(arg, v, min: 16, max: 1 << 30)
+            case "--vlan":
+                let parts = v.split(separator: ":", maxSplits: 1)
+                guard parts.count == 2, let port = UInt16(parts[0]), let id = UInt16(parts[1]), id >= 1, id <= 4094 else {
+                    throw OptionError("invalid value '\(v)' for --vlan: expected P:ID with ID in 1..4094")
+                }
+                o.vlans[port] = id
             case "--lcore-map":
                 o.lcoreMap = try parseLcoreMap(v)
             case "--exception-path":

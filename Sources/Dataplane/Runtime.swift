@@ -186,6 +186,13 @@ public final class Runtime: @unchecked Sendable {
                                   counters: counters.counters(i))
             w.stopBarrier = barrier
             w.maxIdleSleepMicros = idleSleepCeiling
+            if !options.vlans.isEmpty {
+                let vl = UnsafeMutablePointer<UInt16>.allocate(capacity: Int(RTE_MAX_ETHPORTS))
+                vl.initialize(repeating: TxBuffers.vlanNone, count: Int(RTE_MAX_ETHPORTS))
+                for (port, id) in options.vlans where Int(port) < Int(RTE_MAX_ETHPORTS) { vl[Int(port)] = id }
+                w.tx.vlanOf = vl
+                w.tx.vlanEnabled = true
+            }
             workers.append(w)
         }
     }

@@ -45,13 +45,51 @@ public struct TxBuffers {
         for i in 0..<portCount { txQueue[i] = txQueues[i] }
     }
 
+    /// 802.1Q: the tag each port's frames must carry (`vlanNone`: untagged),
+    /// and whether any port has one (else the check below is skipped).
+    public static let vlanNone: UInt16 = 0xFFFF
+    var vlanEnabled = false
+    var vlanOf: UnsafeMutablePointer<UInt16>?
+
     /// Queue one mbuf for `port`; flushes that port first when its buffer is full.
     @inline(__always)
     public mutating func add(_ m: OpaquePointer, port: UInt16, counters: UnsafeMutablePointer<WorkerCounters>) {
+        if vlanEnabled && !tagFor(m, port: port) {
+            counters.pointee.txDropped &+= 1
+            sy_mbuf_free(m)
+            return
+        }
         let p = Int(port)
         if counts[p] == capacity { flushPort(p, counters: counters) }
         slots[p * capacity + counts[p]] = m
         counts[p] += 1
+    }
+
+    /// Make the frame's tag what the egress port wants: insert one (in the
+    /// headroom), rewrite its VLAN id (keeping the priority bits), or strip it.
+    /// False when there is no headroom for a tag.
+    func tagFor(_ m: OpaquePointer, port: UInt16) -> Bool {
+        guard let vlans = vlanOf else { return true }
+        let want = vlans[Int(port)]
+        guard let p = sy_mbuf_data(m), sy_mbuf_data_len(m) >= 14 else { return true }
+        let tagged = p.load(fromByteOffset: 12, as: UInt16.self) == UInt16(0x8100).bigEndian
+        if want == TxBuffers.vlanNone {
+            if tagged && sy_mbuf_data_len(m) >= 18 {
+                (p + 4).copyMemory(from: p, byteCount: 12)
+                _ = sy_mbuf_adj(m, 4)
+            }
+            return true
+        }
+        if tagged && sy_mbuf_data_len(m) >= 18 {
+            let tci = UInt16(bigEndian: p.load(fromByteOffset: 14, as: UInt16.self))
+            p.storeBytes(of: ((tci & 0xF000) | want).bigEndian, toByteOffset: 14, as: UInt16.self)
+            return true
+        }
+        guard let n = sy_mbuf_prepend(m, 4) else { return false }
+        n.copyMemory(from: n + 4, byteCount: 12)
+        n.storeBytes(of: UInt16(0x8100).bigEndian, toByteOffset: 12, as: UInt16.self)
+        n.storeBytes(of: want.bigEndian, toByteOffset: 14, as: UInt16.self)
+        return true
     }
 
     @inline(__always)
