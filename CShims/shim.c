@@ -12,6 +12,8 @@
 #include <rte_thash.h>
 #include <rte_dev.h>
 #include <rte_hash.h>
+#include <rte_lpm.h>
+#include <rte_lpm6.h>
 #include <rte_hash_crc.h>
 
 volatile int sy_stop_requested = 0;
@@ -200,3 +202,30 @@ int sy_hash_lookup_bulk(void *h, const void **keys, uint32_t n, int32_t *positio
     return rte_hash_lookup_bulk((struct rte_hash *)h, keys, n, positions);
 }
 void sy_hash_free(void *h) { rte_hash_free((struct rte_hash *)h); }
+
+void *sy_lpm_create(const char *name, uint32_t max_rules) {
+    struct rte_lpm_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.max_rules = max_rules;
+    cfg.number_tbl8s = 256;
+    return rte_lpm_create(name, (int)rte_socket_id(), &cfg);
+}
+int sy_lpm_add(void *lpm, uint32_t ip, uint8_t depth, uint32_t next_hop) {
+    return rte_lpm_add((struct rte_lpm *)lpm, ip, depth, next_hop);
+}
+int sy_lpm_lookup(void *lpm, uint32_t ip, uint32_t *next_hop) {
+    return rte_lpm_lookup((struct rte_lpm *)lpm, ip, next_hop);
+}
+void *sy_lpm6_create(const char *name, uint32_t max_rules) {
+    struct rte_lpm6_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.max_rules = max_rules;
+    cfg.number_tbl8s = 1 << 12;
+    return rte_lpm6_create(name, (int)rte_socket_id(), &cfg);
+}
+int sy_lpm6_add(void *lpm, const uint8_t *ip, uint8_t depth, uint32_t next_hop) {
+    return rte_lpm6_add((struct rte_lpm6 *)lpm, ip, depth, next_hop);
+}
+int sy_lpm6_lookup(void *lpm, const uint8_t *ip, uint32_t *next_hop) {
+    return rte_lpm6_lookup((struct rte_lpm6 *)lpm, ip, next_hop);
+}

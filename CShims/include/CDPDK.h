@@ -101,6 +101,16 @@ uint64_t sy_rss_types_dst_only(void);
 /* DPDK's own software Toeplitz over `len` 32-bit words (host order), for tests. */
 uint32_t sy_softrss(const uint32_t *tuple, uint32_t len, const uint8_t *key);
 
+/* Routes: rte_lpm (IPv4, host-order address) and rte_lpm6 (16 wire-order
+ * bytes), next hop = an index into the caller's route table. Depth 1..32 /
+ * 1..128 (a default route is kept by the caller). Lookup: 0 when found. */
+void *sy_lpm_create(const char *name, uint32_t max_rules);
+int sy_lpm_add(void *lpm, uint32_t ip, uint8_t depth, uint32_t next_hop);
+int sy_lpm_lookup(void *lpm, uint32_t ip, uint32_t *next_hop);
+void *sy_lpm6_create(const char *name, uint32_t max_rules);
+int sy_lpm6_add(void *lpm, const uint8_t *ip, uint8_t depth, uint32_t next_hop);
+int sy_lpm6_lookup(void *lpm, const uint8_t *ip, uint32_t *next_hop);
+
 /* DPDK's rte_hash, for the table benchmark (bench-table): create a table of
  * `entries` keys of `key_len` bytes (CRC32 hash), add a key, look up a burst. */
 void *sy_hash_create(const char *name, uint32_t entries, uint32_t key_len);

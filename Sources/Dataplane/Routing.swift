@@ -2,6 +2,7 @@
 // routes from --route, longest prefix first; and the neighbour MAC for it.
 // Lookups are per packet but the tables are tiny arrays of trivial values,
 // scanned in order (most deployments have a handful of prefixes).
+import CDPDK
 import Wire
 
 public struct RouteEntry: Sendable {
@@ -83,10 +84,28 @@ public final class Router: @unchecked Sendable {
         return (mine.first { target.masked(prefix: $0.prefixLength) == $0.address.masked(prefix: $0.prefixLength) } ?? mine.first)?.address
     }
 
-    /// Longest-prefix match; with no match the destination is taken as
-    /// directly reachable through the first port.
+    /// Longest-prefix match (DPDK's rte_lpm / rte_lpm6 once `buildLPM` ran,
+    /// else a scan of the prefix list); with no match the destination is
+    /// taken as directly reachable through the first port.
     @inline(__always)
     public func egress(for a: IPAddress) -> Egress {
+        if a.isV4, let lpm = lpm4 {
+            var nh: UInt32 = 0
+            if sy_lpm_lookup(lpm, a.v4, &nh) == 0 { return route(Int(nh), a) }
+            if let d = default4 { return route(d, a) }
+            return Egress(port: defaultPort, nextHop: a)
+        }
+        if !a.isV4, let lpm = lpm6 {
+            var bytes = (UInt64(0), UInt64(0))
+            withUnsafeMutableBytes(of: &bytes) { a.store(to: $0.baseAddress!) }
+            var nh: UInt32 = 0
+            let found = withUnsafeBytes(of: &bytes) {
+                sy_lpm6_lookup(lpm, $0.baseAddress!.assumingMemoryBound(to: UInt8.self), &nh) == 0
+            }
+            if found { return route(Int(nh), a) }
+            if let d = default6 { return route(d, a) }
+            return Egress(port: defaultPort, nextHop: a)
+        }
         var i = 0
         while i < count {
             let e = entries[i]
@@ -96,6 +115,43 @@ public final class Router: @unchecked Sendable {
             i += 1
         }
         return Egress(port: defaultPort, nextHop: a)
+    }
+
+    @inline(__always)
+    func route(_ i: Int, _ a: IPAddress) -> Egress {
+        let e = entries[i]
+        return Egress(port: e.port, nextHop: e.gateway ?? a)
+    }
+
+    var lpm4: UnsafeMutableRawPointer?
+    var lpm6: UnsafeMutableRawPointer?
+    var default4: Int?
+    var default6: Int?
+
+    /// Load the routes into rte_lpm and rte_lpm6 (needs EAL). Entries are
+    /// sorted longest first, so for equal prefixes the first one wins, as in the scan.
+    public func buildLPM() throws {
+        lpm4 = sy_lpm_create("sy_routes4", UInt32(max(count, 1) * 2 + 16))
+        lpm6 = sy_lpm6_create("sy_routes6", UInt32(max(count, 1) * 2 + 16))
+        guard lpm4 != nil, lpm6 != nil else {
+            throw DataplaneError("cannot create the route tables (rte_lpm): \(String(cString: sy_strerror_last()))")
+        }
+        for i in stride(from: count - 1, through: 0, by: -1) {
+            let e = entries[i]
+            if e.length == 0 {
+                if e.prefix.isV4 { default4 = i } else { default6 = i }
+                continue
+            }
+            if e.prefix.isV4 {
+                _ = sy_lpm_add(lpm4, e.prefix.v4, UInt8(e.length), UInt32(i))
+            } else {
+                var bytes = (UInt64(0), UInt64(0))
+                withUnsafeMutableBytes(of: &bytes) { e.prefix.store(to: $0.baseAddress!) }
+                _ = withUnsafeBytes(of: &bytes) {
+                    sy_lpm6_add(lpm6, $0.baseAddress!.assumingMemoryBound(to: UInt8.self), UInt8(e.length), UInt32(i))
+                }
+            }
+        }
     }
 
     @inline(__always)

@@ -69,6 +69,13 @@ enum Launcher {
             table.rawStats = { owner in rawStats(owner, engines) }
             let router = Router(options: options, ports: runtime.ports)
             keepAlive.append(router)
+            do {
+                try router.buildLPM()
+            } catch {
+                FileHandleOut.stderr("switchyard: \(error)\n")
+                runtime.shutdown()
+                return 1
+            }
             var options = options
             let replayOnly = runtime.ports.allSatisfy { ["net_pcap", "net_null", "net_ring"].contains($0.driver) }
             options.gratuitousARP = options.gratuitousARPSetting ?? !replayOnly
