@@ -27,6 +27,7 @@ import datetime
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -306,6 +307,7 @@ def main():
                     log.append(tail)
     finally:
         rig.down()
+        shutil.rmtree(rig.workdir, ignore_errors=True)
     with open(os.path.join(out_dir, "log.txt"), "w") as f:
         f.write("\n".join(log) + "\n")
 

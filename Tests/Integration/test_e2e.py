@@ -23,6 +23,7 @@ finalizer, also when a test fails; the module takes about 30 s.
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -47,7 +48,12 @@ def rig(request):
     assert not missing, "missing tools (make deps installs them): %s" % missing
     assert os.path.exists(E.BINARY), "build first: swift build -c release"
     r = E.Rig()
-    request.addfinalizer(r.down)
+
+    def teardown():
+        r.down()
+        if not os.environ.get("SY_E2E_KEEP"):      # SY_E2E_KEEP=1 keeps logs and captures
+            shutil.rmtree(r.workdir, ignore_errors=True)
+    request.addfinalizer(teardown)
     r.up()
     r.start_nginx()
     r.start_switchyard()
