@@ -91,9 +91,16 @@ enum Launcher {
                     runtime.shutdown()
                     return 1
                 }
-                // Where the NIC can hash on source (client side) fields, let it steer.
+                // Where the NIC can, let it steer: client-facing ports hash on
+                // source fields, ports facing the real servers (a --port-addr
+                // prefix holds one of them) on destination fields.
+                let servers = table.services.flatMap { $0.dests.map(\.addr) }
                 for p in runtime.ports where options.rxq > 1 {
-                    if !steering!.programPort(p.id, destinationSide: false) {
+                    let serverSide = options.portAddresses.contains { pa in
+                        pa.port == p.id && servers.contains { $0.family == pa.address.family
+                            && $0.masked(prefix: pa.prefixLength) == pa.address.masked(prefix: pa.prefixLength) }
+                    }
+                    if !steering!.programPort(p.id, destinationSide: serverSide) {
                         FileHandleOut.stderr("switchyard: port \(p.id) (\(p.driver)): RSS on source fields not available; "
                                              + "misdirected packets are handed to their owner in software\n")
                     }
