@@ -7,7 +7,8 @@
 // whichever worker sees the ARP/NDP message, under a try-lock: a worker that
 // finds the lock taken skips learning that message (the sender will answer
 // the next probe). Slots are never removed, only overwritten, so a reader can
-// never follow a dangling entry; stale entries are re-resolved.
+// never follow a dangling entry. Learned entries are refreshed whenever the
+// neighbour speaks ARP/NDP; they do not age out.
 import Synchronization
 import Wire
 
@@ -26,8 +27,6 @@ public final class NeighbourTable: @unchecked Sendable {
     let writer = Atomic<Bool>(false)
     /// Bumped on every change; lets workers cache lookups and notice changes.
     public let version = Atomic<UInt64>(0)
-    /// Learned entries older than this are re-resolved (but still used until then).
-    public let reachableMicros: UInt64 = 300_000_000
 
     public init(capacity requested: Int = 4096) {
         var c = 64
