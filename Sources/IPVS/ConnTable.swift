@@ -162,7 +162,13 @@ public struct ConnTable {
 
     @inline(__always)
     public func hash(proto: UInt8, client: IPAddress, port: UInt16) -> UInt32 {
-        var x = client.lo ^ (client.hi &* 0x9E37_79B9_7F4A_7C15)
+        mix(client.lo ^ (client.hi &* 0x9E37_79B9_7F4A_7C15), proto: proto, port: port)
+    }
+
+    /// The key mixer both hashes share (an IPv4 client is `hi == 0`).
+    @inline(__always)
+    func mix(_ address: UInt64, proto: UInt8, port: UInt16) -> UInt32 {
+        var x = address
         x ^= (UInt64(port) << 8 | UInt64(proto)) &* 0xC2B2_AE3D_27D4_EB4F
         x ^= seed
         x = (x ^ (x >> 33)) &* 0xFF51_AFD7_ED55_8CCD
@@ -197,35 +203,32 @@ public struct ConnTable {
     /// Connection whose client side is <proto, caddr:cport> and virtual side vaddr:vport.
     @inline(__always)
     public func lookupIn(proto: UInt8, caddr: IPAddress, cport: UInt16, vaddr: IPAddress, vport: UInt16) -> UInt32? {
-        let h = hash(proto: proto, client: caddr, port: cport)
-        return find(h) { i in
-            (self.flags(i) & ConnFlags.template) == 0 && self.u8(i, ConnField.proto) == proto
-                && self.u16(i, ConnField.cport) == cport && self.u16(i, ConnField.vport) == vport
-                && self.addressEquals(i, 0, caddr) && self.addressEquals(i, 1, vaddr)
-        }
+        lookup(proto: proto, caddr: caddr, cport: cport, addressIndex: 1, addr: vaddr, portField: ConnField.vport, port: vport)
     }
 
     /// Connection whose real server daddr:dport talks to client caddr:cport (a NAT reply).
     @inline(__always)
     public func lookupOut(proto: UInt8, caddr: IPAddress, cport: UInt16, daddr: IPAddress, dport: UInt16) -> UInt32? {
-        let h = hash(proto: proto, client: caddr, port: cport)
-        return find(h) { i in
+        lookup(proto: proto, caddr: caddr, cport: cport, addressIndex: 2, addr: daddr, portField: ConnField.dport, port: dport)
+    }
+
+    /// A connection (not a template) of client <proto, caddr:cport> whose
+    /// other side (virtual: address 1 / vport, or real server: address 2 /
+    /// dport) is addr:port.
+    @inline(__always)
+    func lookup(proto: UInt8, caddr: IPAddress, cport: UInt16, addressIndex: Int, addr: IPAddress, portField: Int,
+                port: UInt16) -> UInt32? {
+        find(hash(proto: proto, client: caddr, port: cport)) { i in
             (self.flags(i) & ConnFlags.template) == 0 && self.u8(i, ConnField.proto) == proto
-                && self.u16(i, ConnField.cport) == cport && self.u16(i, ConnField.dport) == dport
-                && self.addressEquals(i, 0, caddr) && self.addressEquals(i, 2, daddr)
+                && self.u16(i, ConnField.cport) == cport && self.u16(i, portField) == port
+                && self.addressEquals(i, 0, caddr) && self.addressEquals(i, addressIndex, addr)
         }
     }
 
-    /// The same hash as `hash(proto:client:port:)` for an IPv4 client (hi == 0).
+    /// The same hash as `hash(proto:client:port:)` for an IPv4 client.
     @inline(__always)
     public func hash4(proto: UInt8, client: UInt32, port: UInt16) -> UInt32 {
-        var x = UInt64(client)
-        x ^= (UInt64(port) << 8 | UInt64(proto)) &* 0xC2B2_AE3D_27D4_EB4F
-        x ^= seed
-        x = (x ^ (x >> 33)) &* 0xFF51_AFD7_ED55_8CCD
-        x = (x ^ (x >> 33)) &* 0xC4CE_B9FE_1A85_EC53
-        x ^= x >> 33
-        return UInt32(truncatingIfNeeded: x)
+        mix(UInt64(client), proto: proto, port: port)
     }
 
     /// IPv4 lookups on 32-bit keys for the fast path: the same entries as
