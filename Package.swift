@@ -32,7 +32,9 @@ let package = Package(
             linkerSettings: dpdkLibraries
         ),
         .target(name: "Wire", path: "Sources/Wire", swiftSettings: optimize),
-        .target(name: "IPVS", dependencies: ["Wire"], path: "Sources/IPVS", swiftSettings: optimize),
+        // Prefetch and SIMD signature compare for the IPVS fast path (header-only, no DPDK).
+        .target(name: "CIntrinsics", path: "CIntrinsics"),
+        .target(name: "IPVS", dependencies: ["Wire", "CIntrinsics"], path: "Sources/IPVS", swiftSettings: optimize),
         .target(
             name: "Dataplane",
             dependencies: ["CDPDK", "Wire", "IPVS"],
@@ -49,7 +51,7 @@ let package = Package(
             swiftSettings: optimize + [.unsafeFlags(dpdkSwiftFlags)]
         ),
         .testTarget(name: "WireTests", dependencies: ["Wire"], path: "Tests/WireTests"),
-        .testTarget(name: "IPVSTests", dependencies: ["IPVS", "Wire"], path: "Tests/IPVSTests"),
+        .testTarget(name: "IPVSTests", dependencies: ["IPVS", "Wire", "CIntrinsics"], path: "Tests/IPVSTests"),
         .testTarget(name: "ControlTests", dependencies: ["Control", "IPVS"], path: "Tests/ControlTests"),
         .testTarget(
             name: "DataplaneTests",

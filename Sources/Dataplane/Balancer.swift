@@ -31,9 +31,8 @@ public final class Balancer: BurstProcessor {
     let me: Int
     let ringBurst = UnsafeMutablePointer<OpaquePointer?>.allocate(capacity: 32)
     let resolver = Resolver()
-    /// Per-burst scratch: the two candidate index hashes of each packet.
-    let hashes = UnsafeMutablePointer<UInt32>.allocate(capacity: 2 * 512)
-    let candidates = UnsafeMutablePointer<UnsafeRawPointer>.allocate(capacity: 128)
+    /// The fast path's per-burst scratch (frames, hashes, candidate entries).
+    let burst = FastBurst(capacity: 512)   // the largest --burst
     /// Per-worker cache of resolved next hops: destination -> (egress port, MAC),
     /// valid while the neighbour table's version is unchanged.
     let hopCache: UnsafeMutablePointer<HopCacheEntry>
@@ -85,7 +84,6 @@ public final class Balancer: BurstProcessor {
     public func process(_ pkts: UnsafeMutablePointer<OpaquePointer?>, count: Int, rxPort: UInt16,
                                  tx: inout TxBuffers, counters: UnsafeMutablePointer<WorkerCounters>) {
         if !packetClock { burstNow = tscMicros() }
-        for k in 0..<count where k + 1 < count { sy_prefetch_mbuf_data(pkts[k + 1].unsafelyUnwrapped) }
         if hasExceptionPath && dataOf[Int(rxPort)] != UInt16.max {
             // The host kernel's own packets leave through its data port unchanged.
             let out = dataOf[Int(rxPort)]
@@ -93,53 +91,56 @@ public final class Balancer: BurstProcessor {
             counters.pointee.exceptionOut &+= UInt64(count)
             return
         }
-        // Batched lookups: bring every packet's index buckets in, then the
-        // entries they point to, so that processing finds them in cache
-        // (what matters with millions of connections).
-        // Only worth it once the table outgrows the caches.
-        let prefetching = count > 1 && engine.v4.count >= 32768
-        if prefetching {
-            for k in 0..<count {
-                let m = pkts[k].unsafelyUnwrapped
-                let h = engine.fastHashes(UnsafeRawPointer(sy_mbuf_data(m).unsafelyUnwrapped), length: Int(sy_mbuf_data_len(m)))
-                hashes[2 * k] = h.0
-                hashes[2 * k + 1] = h.1
-                if h.0 != 0 || h.1 != 0 {
-                    sy_prefetch0(engine.v4.bucketAddress(for: h.0))
-                    sy_prefetch0(engine.v4.bucketAddress(for: h.1))
-                }
-            }
-            let n = engine.v4.candidateEntries(hashes, count: 2 * count, into: candidates, capacity: 128)
-            for k in 0..<n { sy_prefetch0(candidates[k]) }
-        }
+        // The engine's fast path looks the whole burst up first (FastPath.swift);
+        // then each packet, in order, is forwarded by it or by the general path.
+        let b = burst
         for k in 0..<count {
-            handle(pkts[k].unsafelyUnwrapped, rxPort: rxPort, redirected: false, tx: &tx, counters: counters,
-                   hashes: prefetching ? (hashes[2 * k], hashes[2 * k + 1]) : (0, 0))
+            let m = pkts[k].unsafelyUnwrapped
+            let p = sy_mbuf_data(m).unsafelyUnwrapped
+            sy_prefetch0(p)
+            b.frames[k] = p
+            b.lengths[k] = Int(sy_mbuf_data_len(m))
+        }
+        engine.fastPrepare(b, count: count)
+        var k = 0
+        while k < count {
+            // In replays each packet has its own time; otherwise the burst shares one.
+            let now = packetClock ? clock(pkts[k].unsafelyUnwrapped, tx: &tx, counters: counters) : burstNow
+            let stop = engine.fastForward(b, from: k, to: packetClock ? k + 1 : count, now: now)
+            if stop > k {
+                counters.pointee.lbInPackets &+= UInt64(stop - k)
+                let version = router.neighbours.version.load(ordering: .relaxed)
+                for j in k..<stop {
+                    sendFast(pkts[j].unsafelyUnwrapped, b.frames[j], nextHop: b.nextHops[j], version: version,
+                             tx: &tx, counters: counters)
+                }
+                k = stop
+                continue
+            }
+            handle(pkts[k].unsafelyUnwrapped, rxPort: rxPort, redirected: false, now: now, tx: &tx, counters: counters)
+            k += 1
         }
         counters.pointee.connsCreated = engine.connsCreated
         counters.pointee.connsRefused = engine.connsRefused
     }
 
-    /// One received packet, from a queue or handed over by another worker.
+    /// The time of a packet in µs: the burst's TSC time, or in replays
+    /// (`--clock packet`) the capture's timestamp, where time moves with
+    /// packets and resolution timers run per packet.
     @inline(__always)
-    func handle(_ m: OpaquePointer, rxPort: UInt16, redirected: Bool, tx: inout TxBuffers,
-                counters: UnsafeMutablePointer<WorkerCounters>, hashes: (UInt32, UInt32) = (0, 0)) {
+    func clock(_ m: OpaquePointer, tx: inout TxBuffers, counters: UnsafeMutablePointer<WorkerCounters>) -> UInt64 {
+        guard packetClock else { return burstNow }
+        let ts = sy_mbuf_rx_timestamp(m, tsOffset, tsFlag)
+        if ts != 0 { lastPacketTime = ts }
+        if resolver.waiting { releasePending(tx: &tx, counters: counters) }
+        return lastPacketTime
+    }
+
+    /// One received packet on the general path, from a queue or handed over by another worker.
+    func handle(_ m: OpaquePointer, rxPort: UInt16, redirected: Bool, now: UInt64, tx: inout TxBuffers,
+                counters: UnsafeMutablePointer<WorkerCounters>) {
         let p = sy_mbuf_data(m).unsafelyUnwrapped
         let len = Int(sy_mbuf_data_len(m))
-        if packetClock {
-            let ts = sy_mbuf_rx_timestamp(m, tsOffset, tsFlag)
-            if ts != 0 { lastPacketTime = ts }
-            // In replays, time moves with packets: resolution timers run per packet.
-            if resolver.waiting { releasePending(tx: &tx, counters: counters) }
-        }
-        let now = packetClock ? lastPacketTime : burstNow
-        // Established IPv4 flows: straight from the bytes (FastPath.swift).
-        let f = engine.fastIPv4(p, length: len, now: now, hashes: hashes)
-        if f.handled {
-            counters.pointee.lbInPackets &+= 1
-            fastForward(m, p, nextHop: f.nextHop, tx: &tx, counters: counters)
-            return
-        }
         let r = parseFrame(UnsafeRawPointer(p), length: len, into: &info)
         if r.isMalformed {
             counters.pointee.malformed &+= 1
@@ -202,7 +203,8 @@ public final class Balancer: BurstProcessor {
                 let n = Int(sy_ring_dequeue_burst(st.ring(from: from, to: me), ringBurst, 32))
                 for k in 0..<n {
                     let m = ringBurst[k].unsafelyUnwrapped
-                    handle(m, rxPort: sy_mbuf_port(m), redirected: true, tx: &tx, counters: counters)
+                    handle(m, rxPort: sy_mbuf_port(m), redirected: true, now: clock(m, tx: &tx, counters: counters),
+                           tx: &tx, counters: counters)
                 }
             }
         }
@@ -214,20 +216,27 @@ public final class Balancer: BurstProcessor {
     }
 
     /// Forward a fast-path packet: the cached next hop, else the general egress.
+    /// (A valid cache entry is a resolved neighbour, so no packet can be
+    /// waiting for it: resolution changes the neighbour table's version.)
     @inline(__always)
-    func fastForward(_ m: OpaquePointer, _ p: UnsafeMutableRawPointer, nextHop: UInt32, tx: inout TxBuffers,
-                     counters: UnsafeMutablePointer<WorkerCounters>) {
-        let dst = IPAddress(v4: nextHop)
-        let slot = hopCache + Balancer.hopSlot(dst)
-        if slot.pointee.valid && slot.pointee.lo == dst.lo && slot.pointee.hi == 0 && !resolver.waiting
-            && slot.pointee.version == router.neighbours.version.load(ordering: .relaxed) {
+    func sendFast(_ m: OpaquePointer, _ p: UnsafeMutableRawPointer, nextHop: UInt32, version: UInt64,
+                  tx: inout TxBuffers, counters: UnsafeMutablePointer<WorkerCounters>) {
+        let slot = hopCache + Balancer.hopSlot(IPAddress(v4: nextHop))
+        if slot.pointee.lo == UInt64(nextHop) && slot.pointee.hi == 0 && slot.pointee.version == version
+            && slot.pointee.valid {
             Ethernet.setAddresses(p, destination: slot.pointee.mac, source: slot.pointee.source)
             tx.add(m, port: slot.pointee.port, counters: counters)
             return
         }
+        sendUncached(m, p, nextHop: nextHop, tx: &tx, counters: counters)
+    }
+
+    @inline(never)
+    func sendUncached(_ m: OpaquePointer, _ p: UnsafeMutableRawPointer, nextHop: UInt32, tx: inout TxBuffers,
+                      counters: UnsafeMutablePointer<WorkerCounters>) {
         var i = PacketInfo()
         _ = parseFrame(UnsafeRawPointer(p), length: Int(sy_mbuf_data_len(m)), into: &i)
-        forward(m, p, i, dst, tx: &tx, counters: counters)
+        forward(m, p, i, IPAddress(v4: nextHop), tx: &tx, counters: counters)
     }
 
     @inline(__always)
