@@ -222,9 +222,8 @@ public final class Balancer: BurstProcessor {
     func sendFast(_ m: OpaquePointer, _ p: UnsafeMutableRawPointer, nextHop: UInt32, version: UInt64,
                   tx: inout TxBuffers, counters: UnsafeMutablePointer<WorkerCounters>) {
         let slot = hopCache + Balancer.hopSlot(IPAddress(v4: nextHop))
-        if slot.pointee.lo == UInt64(nextHop) && slot.pointee.hi == 0 && slot.pointee.version == version
-            && slot.pointee.valid {
-            Ethernet.setAddresses(p, destination: slot.pointee.mac, source: slot.pointee.source)
+        if slot.pointee.lo == UInt64(nextHop) && slot.pointee.hi == 0 && slot.pointee.version == version {
+            slot.pointee.writeAddresses(p)
             tx.add(m, port: slot.pointee.port, counters: counters)
             return
         }
@@ -272,9 +271,9 @@ public final class Balancer: BurstProcessor {
         let version = router.neighbours.version.load(ordering: .relaxed)
         let port: UInt16
         if slot.pointee.version == version && slot.pointee.hi == dst.hi && slot.pointee.lo == dst.lo
-            && slot.pointee.valid && !resolver.waiting {
+            && !resolver.waiting {
             port = slot.pointee.port
-            Ethernet.setAddresses(p, destination: slot.pointee.mac, source: slot.pointee.source)
+            slot.pointee.writeAddresses(p)
         } else {
             let e = router.egress(for: dst)
             guard !isWaiting(for: e.nextHop), let mac = router.neighbour(e.nextHop) else {
@@ -288,8 +287,7 @@ public final class Balancer: BurstProcessor {
             }
             port = e.port
             let src = router.mac(of: port)
-            slot.pointee = HopCacheEntry(hi: dst.hi, lo: dst.lo, version: version, mac: mac, source: src,
-                                         port: port, valid: true)
+            slot.pointee = HopCacheEntry(hi: dst.hi, lo: dst.lo, version: version, mac: mac, source: src, port: port)
             Ethernet.setAddresses(p, destination: mac, source: src)
         }
         let e = (port: port, nextHop: dst)
@@ -400,13 +398,39 @@ public final class Balancer: BurstProcessor {
 
 /// One cached next hop (IPv4 and IPv6 alike; the family is implied by hi/lo
 /// since an IPv4 address has hi == 0 and IPv6 addresses with hi == 0 are not
-/// routable next hops).
+/// routable next hops). An empty slot has a version no table ever reaches.
 struct HopCacheEntry {
     var hi: UInt64 = 0
     var lo: UInt64 = 0
     var version: UInt64 = UInt64.max
     var mac = MACAddress(0)
     var source = MACAddress(0)
+    /// The frame's first 12 bytes (destination and source MAC) as they are
+    /// written: two stores per packet.
+    var head: UInt64 = 0
+    var tail: UInt32 = 0
     var port: UInt16 = 0
-    var valid = false
+
+    init() {}
+
+    init(hi: UInt64, lo: UInt64, version: UInt64, mac: MACAddress, source: MACAddress, port: UInt16) {
+        self.hi = hi
+        self.lo = lo
+        self.version = version
+        self.mac = mac
+        self.source = source
+        self.port = port
+        var bytes: (UInt64, UInt64) = (0, 0)
+        withUnsafeMutableBytes(of: &bytes) { b in
+            Ethernet.setAddresses(b.baseAddress!, destination: mac, source: source)
+            head = b.load(as: UInt64.self)
+            tail = b.load(fromByteOffset: 8, as: UInt32.self)
+        }
+    }
+
+    @inline(__always)
+    func writeAddresses(_ p: UnsafeMutableRawPointer) {
+        p.storeBytes(of: head, as: UInt64.self)
+        p.storeBytes(of: tail, toByteOffset: 8, as: UInt32.self)
+    }
 }

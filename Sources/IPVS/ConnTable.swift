@@ -56,6 +56,8 @@ public struct ConnTable {
     public let capacity: Int
     let entries: UnsafeMutableRawPointer
     let buckets: UnsafeMutableRawPointer
+    let entryMemory: TableMemory
+    let bucketMemory: TableMemory
     let bucketMask: Int
     let freeStack: UnsafeMutablePointer<UInt32>
     var freeCount: Int
@@ -79,14 +81,20 @@ public struct ConnTable {
         self.isV6 = isV6
         stride = isV6 ? 128 : 64
         capacity = max(requested, 16)
-        // Left uninitialised: an entry is written whole when it is handed out,
-        // so the pool's pages are touched only as the table fills.
-        entries = UnsafeMutableRawPointer.allocate(byteCount: capacity * stride, alignment: 64)
+        // Fresh anonymous memory (see TableMemory): an entry is written whole
+        // when it is handed out, so the pool's pages are touched only as the
+        // table fills; the index starts zeroed, as mappings are.
         var nb = 8
         while nb * 5 < capacity { nb <<= 1 }   // load factor at most 5/7 of slots
         bucketMask = nb - 1
-        buckets = UnsafeMutableRawPointer.allocate(byteCount: nb * ConnTable.bucketBytes, alignment: 64)
-        buckets.initializeMemory(as: UInt8.self, repeating: 0, count: nb * ConnTable.bucketBytes)
+        guard let e = TableMemory.map(bytes: capacity * stride),
+              let b = TableMemory.map(bytes: nb * ConnTable.bucketBytes) else {
+            fatalError("connection table: cannot map \(capacity * stride + nb * ConnTable.bucketBytes) bytes")
+        }
+        entryMemory = e
+        bucketMemory = b
+        entries = e.start
+        buckets = b.start
         freeStack = .allocate(capacity: capacity)
         for i in 0..<capacity { freeStack[i] = UInt32(capacity - 1 - i) }
         freeCount = capacity
@@ -98,8 +106,8 @@ public struct ConnTable {
     }
 
     public func deallocate() {
-        entries.deallocate()
-        buckets.deallocate()
+        entryMemory.unmap()
+        bucketMemory.unmap()
         freeStack.deallocate()
         wheel.deallocate()
         slotMin.deallocate()
@@ -168,13 +176,12 @@ public struct ConnTable {
     /// The key mixer both hashes share (an IPv4 client is `hi == 0`).
     @inline(__always)
     func mix(_ address: UInt64, proto: UInt8, port: UInt16) -> UInt32 {
-        var x = address
-        x ^= (UInt64(port) << 8 | UInt64(proto)) &* 0xC2B2_AE3D_27D4_EB4F
-        x ^= seed
-        x = (x ^ (x >> 33)) &* 0xFF51_AFD7_ED55_8CCD
-        x = (x ^ (x >> 33)) &* 0xC4CE_B9FE_1A85_EC53
-        x ^= x >> 33
-        return UInt32(truncatingIfNeeded: x)
+        // One multiply: an IPv4 key (address, port, protocol) fits in 64 bits
+        // as it is; the high half of the product, folded onto the low one,
+        // feeds every key bit into the bucket index.
+        let key = address ^ (UInt64(port) << 32 | UInt64(proto) << 48)
+        let x = (key ^ seed) &* 0x9E37_79B9_7F4A_7C15
+        return UInt32(truncatingIfNeeded: x ^ (x >> 32))
     }
 
     @inline(__always) func bucket(_ b: Int) -> UnsafeMutableRawPointer { buckets + b * ConnTable.bucketBytes }

@@ -74,28 +74,17 @@ extension Engine {
     @inline(__always)
     static func wr32(_ p: UnsafeMutableRawPointer, _ o: Int, _ v: UInt32) { p.storeBytes(of: v.bigEndian, toByteOffset: o, as: UInt32.self) }
 
-    /// RFC 1624 update of a checksum for a 16-bit and a 32-bit change at once.
-    @inline(__always)
-    static func csumUpdate(_ check: UInt16, old32: UInt32, new32: UInt32, old16: UInt16, new16: UInt16) -> UInt16 {
-        var s = UInt32(~check) &+ (~old32 >> 16) &+ (~old32 & 0xFFFF) &+ (new32 >> 16) &+ (new32 & 0xFFFF)
-        s = s &+ UInt32(~old16) &+ UInt32(new16)
-        s = (s >> 16) &+ (s & 0xFFFF)
-        s = (s >> 16) &+ (s & 0xFFFF)
-        return ~UInt16(truncatingIfNeeded: s)
-    }
-
-    /// Offset of the frame's IPv4 header (bytes 14...) fields used below.
     /// Whether an untagged Ethernet/IPv4 frame may take the fast path at all:
     /// IHL 5, not a fragment, TTL survives, fits the frame and the MTU, and
     /// TCP that cannot change an ESTABLISHED connection's state or UDP with a
     /// checksum (a datagram without one gets a full one: the general path's job).
     @inline(__always)
-    func fastEligible(_ p: UnsafeRawPointer, length: Int) -> Bool {
+    static func fastEligible(_ p: UnsafeRawPointer, length: Int, mtu: Int) -> Bool {
         guard length >= 42, p.load(fromByteOffset: 12, as: UInt16.self) == UInt16(0x0800).bigEndian,
               p.load(fromByteOffset: 14, as: UInt8.self) == 0x45 else { return false }
         let total = Int(Engine.rd16(p, 16))
         guard Engine.rd16(p, 20) & 0x3FFF == 0, p.load(fromByteOffset: 22, as: UInt8.self) > 1,
-              total <= length - 14, total <= settings.mtu else { return false }
+              total <= length - 14, total <= mtu else { return false }
         let proto = p.load(fromByteOffset: 23, as: UInt8.self)
         if proto == 17 {
             let ulen = Int(Engine.rd16(p, 38))
@@ -110,35 +99,37 @@ extension Engine {
 
     /// Passes 1 and 2 for the first `count` frames of `b`.
     public func fastPrepare(_ b: FastBurst, count: Int) {
-        let table = v4
+        // Locals: the stores below could alias the engine's fields.
+        let table = v4, mtu = settings.mtu, vips = vip4
+        let kinds = b.kinds, hashes = b.hashes, candidates = b.candidates, frames = b.frames, lengths = b.lengths
         for k in 0..<count {
-            let p = UnsafeRawPointer(b.frames[k])
-            guard fastEligible(p, length: b.lengths[k]) else { b.kinds[k] = 0; continue }
+            let p = UnsafeRawPointer(frames[k])
+            guard Engine.fastEligible(p, length: lengths[k], mtu: mtu) else { kinds[k] = 0; continue }
             let proto = p.load(fromByteOffset: 23, as: UInt8.self)
             let dst = Engine.rd32(p, 30)
             let h: UInt32
-            if isVirtualAddress4(dst) {
-                b.kinds[k] = 1
+            if Engine.isVirtualAddress4(dst, vips) {
+                kinds[k] = 1
                 h = table.hash4(proto: proto, client: Engine.rd32(p, 26), port: Engine.rd16(p, 34))
             } else {
-                b.kinds[k] = 2
+                kinds[k] = 2
                 h = table.hash4(proto: proto, client: dst, port: Engine.rd16(p, 36))
             }
-            b.hashes[k] = h
+            hashes[k] = h
             sy_prefetch_read(table.bucketAddress(for: h))
         }
-        for k in 0..<count where b.kinds[k] != 0 {
-            let h = b.hashes[k]
+        for k in 0..<count where kinds[k] != 0 {
+            let h = hashes[k]
             let bucket = table.bucketAddress(for: h)
             let hits = sy_match_signatures(bucket, table.signature(h)) & 0x7F
             if hits != 0 {
                 let i = bucket.load(fromByteOffset: 32 + hits.trailingZeroBitCount * 4, as: UInt32.self)
-                b.candidates[k] = i &+ 1
-                sy_prefetch_write(table.entry(i))
+                candidates[k] = i &+ 1
+                sy_prefetch_write(table.entries + Int(i) &<< 6)
             } else if bucket.load(fromByteOffset: 28, as: UInt32.self) == 0 {
-                b.kinds[k] = 0   // no connection: the general path makes one
+                kinds[k] = 0   // no connection: the general path makes one
             } else {
-                b.candidates[k] = 0   // keys overflowed past this bucket: pass 3 probes
+                candidates[k] = 0   // keys overflowed past this bucket: pass 3 probes
             }
         }
     }
@@ -151,91 +142,149 @@ extension Engine {
     /// path's turn), or `end`.
     public func fastForward(_ b: FastBurst, from start: Int, to end: Int, now t: UInt64) -> Int {
         if t != now { advance(to: t) }
+        let c = FastContext(self)
         var k = start
-        while k < end && b.kinds[k] != 0 {
-            let hop = fastForward(b, k)
-            if hop == 0 { break }
-            b.nextHops[k] = hop
+        // Runs of one direction at a time, each a tight loop of its own.
+        while k < end {
+            let kind = b.kinds[k]
+            let next: Int
+            if kind == 1 {
+                next = forwardInbound(b, from: k, to: end, c)
+            } else if kind == 2 {
+                next = forwardReplies(b, from: k, to: end, c)
+            } else {
+                return k
+            }
+            // A run ends at a packet of the other direction, or at one the fast path cannot take.
+            if next < end && b.kinds[next] == kind { return next }
+            k = next
+        }
+        return k
+    }
+
+    /// Client -> VIP packets from `start` on, while they are of an
+    /// established LVS/NAT or LVS/DR connection. Returns where it stopped.
+    @inline(never)
+    func forwardInbound(_ b: FastBurst, from start: Int, to end: Int, _ c: FastContext) -> Int {
+        let frames = b.frames, kinds = b.kinds, candidates = b.candidates, hashes = b.hashes, hops = b.nextHops
+        var k = start
+        while k < end && kinds[k] == 1 {
+            let p = frames[k]
+            let proto = p.load(fromByteOffset: 23, as: UInt8.self)
+            // Addresses and ports as they are in the frame (network order):
+            // the checksum arithmetic below works in that order too.
+            let dstN = p.loadUnaligned(fromByteOffset: 30, as: UInt32.self)
+            let dportN = p.load(fromByteOffset: 36, as: UInt16.self)
+            guard let i = verified(candidates[k], c, proto: proto,
+                                   client: p.loadUnaligned(fromByteOffset: 26, as: UInt32.self).bigEndian,
+                                   cport: p.load(fromByteOffset: 34, as: UInt16.self).bigEndian,
+                                   addr: dstN.bigEndian, port: dportN.bigEndian, daddrSide: false,
+                                   hash: hashes[k]) else { break }
+            let e = c.entry(i)
+            let method = e.load(fromByteOffset: ConnField.flags, as: UInt16.self) & ConnFlags.fwdMask
+            let masq = method == UInt16(ForwardMethod.masq.rawValue)
+            // NAT or DR; TCP only while ESTABLISHED.
+            guard masq || method == UInt16(ForwardMethod.droute.rawValue),
+                  proto == 17 || e.load(fromByteOffset: ConnField.state, as: UInt8.self) == TCPState.established.rawValue,
+                  c.account(e, p, proto: proto, inbound: true) else { break }
+            if c.rearm(e, proto: proto) { v4.arm(i, expires: e.load(fromByteOffset: ConnField.expires, as: UInt64.self)) }
+            let daddr = e.load(fromByteOffset: ConnField.addresses + 8, as: UInt32.self)
+            // TTL - 1: the TTL is the first byte of the header word at 22.
+            let ttlWord = p.load(fromByteOffset: 22, as: UInt16.self)
+            let ttlDelta = UInt64(~ttlWord) &+ UInt64(ttlWord &- Engine.ttlOne)
+            p.storeBytes(of: ttlWord &- Engine.ttlOne, toByteOffset: 22, as: UInt16.self)
+            if masq {
+                // The real server's address and port, with both checksums.
+                let newAddr = daddr.bigEndian
+                let newPort = e.load(fromByteOffset: ConnField.dport, as: UInt16.self).bigEndian
+                p.storeBytes(of: newAddr, toByteOffset: 30, as: UInt32.self)
+                p.storeBytes(of: newPort, toByteOffset: 36, as: UInt16.self)
+                let addrDelta = UInt64(~dstN) &+ UInt64(newAddr)
+                Engine.adjustChecksum(p, at: 24, by: addrDelta &+ ttlDelta)
+                Engine.adjustChecksum(p, at: proto == 6 ? 50 : 40,
+                                      by: addrDelta &+ UInt64(~dportN) &+ UInt64(newPort), udp: proto == 17)
+            } else {
+                // LVS/DR: the IP header is unchanged but for the TTL.
+                Engine.adjustChecksum(p, at: 24, by: ttlDelta)
+            }
+            hops[k] = daddr
             k += 1
         }
         return k
     }
 
-    /// Pass 3 for packet k: the next hop, or 0 with the packet untouched.
-    @inline(__always)
-    func fastForward(_ b: FastBurst, _ k: Int) -> UInt32 {
-        let p = b.frames[k]
-        let proto = p.load(fromByteOffset: 23, as: UInt8.self)
-        let src = Engine.rd32(p, 26), dst = Engine.rd32(p, 30)
-        let sport = Engine.rd16(p, 34), dport = Engine.rd16(p, 36)
-        let total = UInt64(Engine.rd16(p, 16))
-        let l4 = 34
-        if b.kinds[k] == 1 {
-            // Client -> VIP.
-            guard let i = verified(b.candidates[k], proto: proto, client: src, cport: sport, addr: dst, port: dport,
-                                   daddrSide: false, hash: b.hashes[k]) else { return 0 }
-            let f = v4.flags(i)
-            let method = f & ConnFlags.fwdMask
-            guard method == UInt16(ForwardMethod.masq.rawValue) || method == UInt16(ForwardMethod.droute.rawValue),
-                  proto == 17 || v4.u8(i, ConnField.state) == TCPState.established.rawValue else { return 0 }
-            let destID = v4.u32(i, ConnField.destID)
-            guard Int(destID) < maxIDs, destRoutes[Int(destID)].available else { return 0 }
-            let sid = Int(v4.u32(i, ConnField.serviceID))
-            destStats[Int(destID)].add(bytes: total, inbound: true)
-            if sid < maxIDs { serviceStats[sid].add(bytes: total, inbound: true) }
-            rearm(i, proto: proto)
-            let daddr = v4.u32(i, ConnField.addresses + 8)
-            if method == UInt16(ForwardMethod.masq.rawValue) {
-                // TTL and destination in one header checksum update.
-                let rport = v4.u16(i, ConnField.dport)
-                let ttlWord = Engine.rd16(p, 22)
-                p.storeBytes(of: UInt8(truncatingIfNeeded: ttlWord >> 8) &- 1, toByteOffset: 22, as: UInt8.self)
-                Engine.wr32(p, 30, daddr)
-                Engine.wr16(p, 24, Engine.csumUpdate(Engine.rd16(p, 24), old32: dst, new32: daddr,
-                                                     old16: ttlWord, new16: ttlWord &- 0x0100))
-                Engine.wr16(p, l4 + 2, rport)
-                rewriteL4Checksum(p, proto: proto, l4: l4, oldAddr: dst, newAddr: daddr, oldPort: dport, newPort: rport)
-            } else {
-                decrementTTL(p)
-            }
-            return daddr
+    /// Real server -> client packets (LVS/NAT replies) from `start` on.
+    /// Returns where it stopped.
+    @inline(never)
+    func forwardReplies(_ b: FastBurst, from start: Int, to end: Int, _ c: FastContext) -> Int {
+        let frames = b.frames, kinds = b.kinds, candidates = b.candidates, hashes = b.hashes, hops = b.nextHops
+        var k = start
+        while k < end && kinds[k] == 2 {
+            let p = frames[k]
+            let proto = p.load(fromByteOffset: 23, as: UInt8.self)
+            let srcN = p.loadUnaligned(fromByteOffset: 26, as: UInt32.self)
+            let sportN = p.load(fromByteOffset: 34, as: UInt16.self)
+            let client = p.loadUnaligned(fromByteOffset: 30, as: UInt32.self).bigEndian
+            guard let i = verified(candidates[k], c, proto: proto, client: client,
+                                   cport: p.load(fromByteOffset: 36, as: UInt16.self).bigEndian,
+                                   addr: srcN.bigEndian, port: sportN.bigEndian, daddrSide: true,
+                                   hash: hashes[k]) else { break }
+            let e = c.entry(i)
+            let f = e.load(fromByteOffset: ConnField.flags, as: UInt16.self)
+            guard f & ConnFlags.fwdMask == UInt16(ForwardMethod.masq.rawValue), f & ConnFlags.noOutput == 0,
+                  proto == 17 || e.load(fromByteOffset: ConnField.state, as: UInt8.self) == TCPState.established.rawValue,
+                  c.account(e, p, proto: proto, inbound: false) else { break }
+            if c.rearm(e, proto: proto) { v4.arm(i, expires: e.load(fromByteOffset: ConnField.expires, as: UInt64.self)) }
+            // A UDP reply makes its persistence template ASSURED, as set_state(OUTPUT) does.
+            let ctl = e.load(fromByteOffset: ConnField.control, as: UInt32.self)
+            if proto == 17 && ctl != 0 { v4.setFlags(ctl - 1, v4.flags(ctl - 1) | ConnFlags.assured) }
+            // The source becomes the VIP and virtual port, with both checksums and TTL - 1.
+            let ttlWord = p.load(fromByteOffset: 22, as: UInt16.self)
+            let ttlDelta = UInt64(~ttlWord) &+ UInt64(ttlWord &- Engine.ttlOne)
+            p.storeBytes(of: ttlWord &- Engine.ttlOne, toByteOffset: 22, as: UInt16.self)
+            let newAddr = e.load(fromByteOffset: ConnField.addresses + 4, as: UInt32.self).bigEndian
+            let newPort = e.load(fromByteOffset: ConnField.vport, as: UInt16.self).bigEndian
+            p.storeBytes(of: newAddr, toByteOffset: 26, as: UInt32.self)
+            p.storeBytes(of: newPort, toByteOffset: 34, as: UInt16.self)
+            let addrDelta = UInt64(~srcN) &+ UInt64(newAddr)
+            Engine.adjustChecksum(p, at: 24, by: addrDelta &+ ttlDelta)
+            Engine.adjustChecksum(p, at: proto == 6 ? 50 : 40, by: addrDelta &+ UInt64(~sportN) &+ UInt64(newPort),
+                                  udp: proto == 17)
+            hops[k] = client
+            k += 1
         }
-        // Real server -> client: a NAT reply.
-        guard let i = verified(b.candidates[k], proto: proto, client: dst, cport: dport, addr: src, port: sport,
-                               daddrSide: true, hash: b.hashes[k]) else { return 0 }
-        let f = v4.flags(i)
-        guard f & ConnFlags.fwdMask == UInt16(ForwardMethod.masq.rawValue), f & ConnFlags.noOutput == 0,
-              proto == 17 || v4.u8(i, ConnField.state) == TCPState.established.rawValue else { return 0 }
-        let destID = v4.u32(i, ConnField.destID)
-        guard Int(destID) < maxIDs, destRoutes[Int(destID)].available else { return 0 }
-        let sid = Int(v4.u32(i, ConnField.serviceID))
-        destStats[Int(destID)].add(bytes: total, inbound: false)
-        if sid < maxIDs { serviceStats[sid].add(bytes: total, inbound: false) }
-        rearm(i, proto: proto)
-        // A UDP reply makes its persistence template ASSURED, as set_state(OUTPUT) does.
-        let ctl = v4.u32(i, ConnField.control)
-        if proto == 17 && ctl != 0 { v4.setFlags(ctl - 1, v4.flags(ctl - 1) | ConnFlags.assured) }
-        let vaddr = v4.u32(i, ConnField.addresses + 4)
-        let vport = v4.u16(i, ConnField.vport)
-        let ttlWord = Engine.rd16(p, 22)
-        p.storeBytes(of: UInt8(truncatingIfNeeded: ttlWord >> 8) &- 1, toByteOffset: 22, as: UInt8.self)
-        Engine.wr32(p, 26, vaddr)
-        Engine.wr16(p, 24, Engine.csumUpdate(Engine.rd16(p, 24), old32: src, new32: vaddr,
-                                             old16: ttlWord, new16: ttlWord &- 0x0100))
-        Engine.wr16(p, l4, vport)
-        rewriteL4Checksum(p, proto: proto, l4: l4, oldAddr: src, newAddr: vaddr, oldPort: sport, newPort: vport)
-        return dst
+        return k
+    }
+
+    /// The TTL's place in the raw (network-order) 16-bit word at byte 22, as loaded on this machine.
+    static var ttlOne: UInt16 { UInt16(0x0100).bigEndian }
+
+    /// RFC 1624 incremental update of the 16-bit checksum at byte `offset`:
+    /// `delta` is the sum of (~old + new) over the changed words, all raw
+    /// (network order as loaded: one's-complement sums do not depend on the
+    /// byte order as long as every term is in the same one). A UDP checksum
+    /// that comes out 0 is sent as 0xFFFF (0 means none).
+    @inline(__always)
+    static func adjustChecksum(_ p: UnsafeMutableRawPointer, at offset: Int, by delta: UInt64, udp: Bool = false) {
+        var s = UInt64(~p.load(fromByteOffset: offset, as: UInt16.self)) &+ delta
+        s = (s & 0xFFFF_FFFF) &+ (s >> 32)
+        s = (s & 0xFFFF) &+ (s >> 16)
+        s = (s & 0xFFFF) &+ (s >> 16)
+        s = (s & 0xFFFF) &+ (s >> 16)
+        var n = ~UInt16(truncatingIfNeeded: s)
+        if udp && n == 0 { n = 0xFFFF }
+        p.storeBytes(of: n, toByteOffset: offset, as: UInt16.self)
     }
 
     /// The connection pass 2 pointed at, if it still is the one for this key
     /// (it may have expired, been replaced or reused since); otherwise the
     /// full probe of the index.
     @inline(__always)
-    func verified(_ candidate: UInt32, proto: UInt8, client: UInt32, cport: UInt16, addr: UInt32, port: UInt16,
-                  daddrSide: Bool, hash: UInt32) -> UInt32? {
+    func verified(_ candidate: UInt32, _ c: FastContext, proto: UInt8, client: UInt32, cport: UInt16, addr: UInt32,
+                  port: UInt16, daddrSide: Bool, hash: UInt32) -> UInt32? {
         if candidate != 0 {
             let i = candidate &- 1
-            let e = v4.entry(i)
+            let e = c.entry(i)
             let portOff = daddrSide ? ConnField.dport : ConnField.vport
             let addrOff = ConnField.addresses + (daddrSide ? 8 : 4)
             if e.load(fromByteOffset: ConnField.addresses, as: UInt32.self) == client
@@ -252,55 +301,76 @@ extension Engine {
                           hash: hash)
     }
 
-    /// The state's timeout from now, as set_state does on every packet. The
-    /// fast path's state keeps its timeout, so the expiry only moves later
-    /// and the wheel needs no visit (see ConnTable.arm) — unless the timeouts
-    /// were shortened since.
+    /// Whether an IPv4 address (host order) is in the VIP table `vips` (Engine.vip4).
     @inline(__always)
-    func rearm(_ i: UInt32, proto: UInt8) {
-        let ms = proto == 6 ? timeoutsMs[Int(TCPState.established.rawValue)] : timeoutsMs[TCPState.count]
-        v4.set32(i, ConnField.timeout, ms)
-        let expires = now &+ UInt64(ms) &* 1000
-        if expires >= v4.u64(i, ConnField.expires) {
-            v4.set64(i, ConnField.expires, expires)
-        } else {
-            v4.arm(i, expires: expires)
-        }
-    }
-
-    /// Whether an IPv4 address (host order) is a VIP.
-    @inline(__always)
-    func isVirtualAddress4(_ v: UInt32) -> Bool {
+    static func isVirtualAddress4(_ v: UInt32, _ vips: UnsafeMutablePointer<UInt32>) -> Bool {
         var h = Int((v &* 0x9E37_79B1) >> 22)
         while true {
-            let x = vip4[h]
+            let x = vips[h]
             if x == v { return v != 0 }
             if x == 0 { return false }
             h = (h + 1) & (Engine.vip4Slots - 1)
         }
     }
 
-    /// TTL - 1 with the header checksum updated (the caller checked TTL > 1).
+}
+
+/// What pass 3 reads from the engine, copied into locals once per run:
+/// stores through packet and entry pointers might alias the engine's fields,
+/// so fields read through the engine would be loaded again after every store.
+struct FastContext {
+    let entries: UnsafeMutableRawPointer
+    let destRoutes: UnsafeMutablePointer<DestRoute>
+    let destStats: UnsafeMutablePointer<StatsCounters>
+    let serviceStats: UnsafeMutablePointer<StatsCounters>
+    let maxIDs: Int
+    let tcpMs: UInt32
+    let udpMs: UInt32
+    /// Expiry (µs) of an ESTABLISHED TCP connection / a UDP one seen now.
+    let tcpExpires: UInt64
+    let udpExpires: UInt64
+
     @inline(__always)
-    func decrementTTL(_ p: UnsafeMutableRawPointer) {
-        let word = Engine.rd16(p, 22)
-        p.storeBytes(of: p.load(fromByteOffset: 22, as: UInt8.self) &- 1, toByteOffset: 22, as: UInt8.self)
-        var s = UInt32(~Engine.rd16(p, 24)) &+ UInt32(~word) &+ UInt32(word &- 0x0100)
-        s = (s >> 16) &+ (s & 0xFFFF)
-        s = (s >> 16) &+ (s & 0xFFFF)
-        Engine.wr16(p, 24, ~UInt16(truncatingIfNeeded: s))
+    init(_ engine: Engine) {
+        entries = engine.v4.entries
+        destRoutes = engine.destRoutes
+        destStats = engine.destStats
+        serviceStats = engine.serviceStats
+        maxIDs = engine.maxIDs
+        tcpMs = engine.timeoutsMs[Int(TCPState.established.rawValue)]
+        udpMs = engine.timeoutsMs[TCPState.count]
+        tcpExpires = engine.now &+ UInt64(tcpMs) &* 1000
+        udpExpires = engine.now &+ UInt64(udpMs) &* 1000
     }
 
-    /// TCP/UDP checksum after an address and a port changed (pseudo-header
-    /// included). A UDP checksum of 0 (none) gets a full computation on the
-    /// general path's terms: the fast path leaves such packets alone.
+    /// An IPv4 entry (64 bytes).
+    @inline(__always) func entry(_ i: UInt32) -> UnsafeMutableRawPointer { entries + Int(i) &<< 6 }
+
+    /// The per-dest and per-service packet and byte counters, when the
+    /// entry's dest is available (false: not the fast path's packet).
     @inline(__always)
-    func rewriteL4Checksum(_ p: UnsafeMutableRawPointer, proto: UInt8, l4: Int, oldAddr: UInt32, newAddr: UInt32,
-                           oldPort: UInt16, newPort: UInt16) {
-        let off = proto == 6 ? l4 + 16 : l4 + 6
-        let c = Engine.rd16(p, off)
-        var n = Engine.csumUpdate(c, old32: oldAddr, new32: newAddr, old16: oldPort, new16: newPort)
-        if proto == 17 && n == 0 { n = 0xFFFF }
-        Engine.wr16(p, off, n)
+    func account(_ e: UnsafeMutableRawPointer, _ p: UnsafeRawPointer, proto: UInt8, inbound: Bool) -> Bool {
+        let destID = Int(e.load(fromByteOffset: ConnField.destID, as: UInt32.self))
+        guard destID < maxIDs, destRoutes[destID].available else { return false }
+        let bytes = UInt64(UInt16(bigEndian: p.load(fromByteOffset: 16, as: UInt16.self)))
+        destStats[destID].add(bytes: bytes, inbound: inbound)
+        let sid = Int(e.load(fromByteOffset: ConnField.serviceID, as: UInt32.self))
+        if sid < maxIDs { serviceStats[sid].add(bytes: bytes, inbound: inbound) }
+        return true
+    }
+
+    /// The state's timeout from now, as set_state does on every packet. The
+    /// fast path's state keeps its timeout, so the expiry only moves later
+    /// and the wheel needs no visit (see ConnTable.arm); true when it moved
+    /// earlier (the timeouts were shortened since) and the caller must re-file
+    /// the entry with `arm`.
+    @inline(__always)
+    func rearm(_ e: UnsafeMutableRawPointer, proto: UInt8) -> Bool {
+        let tcp = proto == 6
+        let expires = tcp ? tcpExpires : udpExpires
+        e.storeBytes(of: tcp ? tcpMs : udpMs, toByteOffset: ConnField.timeout, as: UInt32.self)
+        let later = expires >= e.load(fromByteOffset: ConnField.expires, as: UInt64.self)
+        e.storeBytes(of: expires, toByteOffset: ConnField.expires, as: UInt64.self)
+        return !later
     }
 }
