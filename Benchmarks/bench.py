@@ -190,12 +190,15 @@ def rules_file(name, method, nservers, proto="udp", persistent=False):
 class Scenario:
     def __init__(self, name, what, mode="lb", method="nat", flows=1000, packets=None, popularity="uniform",
                  sizes=None, nservers=8, proto="udp", persistent=False, newconn=False, device="pcap",
-                 group=None, quick=False):
+                 group=None, quick=False, warmup=1, min_free_gib=0):
         self.name, self.what, self.mode, self.method = name, what, mode, method
         self.flows, self.popularity, self.sizes = flows, popularity, sizes
         self.packets = packets or flows
         self.nservers, self.proto, self.persistent, self.newconn = nservers, proto, persistent, newconn
         self.device, self.group, self.quick = device, group, quick
+        # Periods discarded before measuring (the first pass creates the
+        # connections), and the memory the scenario needs to run at all.
+        self.warmup, self.min_free_gib = warmup, min_free_gib
 
     # the capture and its pool
     def capture(self):
@@ -226,8 +229,10 @@ class Scenario:
         return (self.packets if self.device == "pcap" else 0) + 32768
 
     def mem_mb(self):
+        # The pool, plus room for everything else: Switchyard's route tables
+        # alone take ~130 MB (rte_lpm's and rte_lpm6's 2^24-entry first level).
         per = self.mbuf_size() + 128 + 128
-        return max(512, int(self.pool() * per * 1.15 / (1 << 20)) + 256)
+        return max(512, int(self.pool() * per * 1.15 / (1 << 20)) + 512)
 
     def vdevs(self):
         if self.device == "null":
@@ -273,6 +278,8 @@ def scenarios():
           quick=True),
         S("nat-100k", "LVS/NAT, UDP, 100k established flows, uniform, 64 B", flows=100000, group="nat", quick=True),
         S("nat-1m", "LVS/NAT, UDP, 1M established flows, uniform, 64 B", flows=1000000, group="nat"),
+        S("nat-10m", "LVS/NAT, UDP, 10M established flows, uniform, 64 B (8 s warm-up: the first pass creates them)",
+          flows=10000000, group="nat", warmup=8, min_free_gib=12),
         S("nat-100k-zipf", "LVS/NAT, UDP, 100k flows, Zipf(1.0) popularity, 1M-packet capture", flows=100000,
           packets=1000000, popularity="zipf"),
         S("nat-1m-zipf", "LVS/NAT, UDP, 1M flows, Zipf(1.0) popularity, 2M-packet capture", flows=1000000,
@@ -348,7 +355,7 @@ def run_once(sc, who, cpu, seconds, log):
         parse = parse_testpmd
     p = Proc(argv, cpu=cpu)
     # Warm-up period, then `seconds` more; the first period is discarded.
-    want = 1 + int(seconds / period) if not (who == "switchyard" and sc.newconn) else None
+    want = sc.warmup + int(seconds / period) if not (who == "switchyard" and sc.newconn) else None
     if want is None:
         # New connections: until conns stop growing (the capture's first pass is over) and 1 s more.
         total = sc.distinct_flows()
@@ -379,7 +386,7 @@ def run_once(sc, who, cpu, seconds, log):
         if not rates:
             res["error"] = "the first pass was shorter than one 0.1 s period"
         return res
-    samples = [q["mpps"] for q in periods[1:want]]
+    samples = [q["mpps"] for q in periods[sc.warmup:want]]
     res["samples"] = samples
     res["mpps"] = statistics.median(samples) if samples else None
     return res
@@ -803,6 +810,9 @@ def main():
 
     words = [w for w in args.only.split(",") if w]
     chosen = [s for s in scenarios() if (not args.quick or s.quick) and (not words or any(w in s.name for w in words))]
+    for s in [s for s in chosen if s.min_free_gib > mem_available_gib()]:
+        log("== %s: skipped, needs %d GiB free (%.1f available)" % (s.name, s.min_free_gib, mem_available_gib()))
+        chosen.remove(s)
     results = []
     cg, slope, growth, mem = {}, {}, {}, None
 

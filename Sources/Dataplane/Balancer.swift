@@ -36,7 +36,8 @@ public final class Balancer: BurstProcessor {
     /// Per-worker cache of resolved next hops: destination -> (egress port, MAC),
     /// valid while the neighbour table's version is unchanged.
     let hopCache: UnsafeMutablePointer<HopCacheEntry>
-    static let hopCacheSize = 256
+    static let hopCacheBits = 12
+    static let hopCacheSize = 1 << hopCacheBits   // by destination: real servers, and clients of NAT replies
     /// Exception path: the TAP port of each data port, and the data port of
     /// each TAP port (UInt16.max: none).
     let tapOf: UnsafeMutablePointer<UInt16>
@@ -240,7 +241,7 @@ public final class Balancer: BurstProcessor {
 
     @inline(__always)
     static func hopSlot(_ a: IPAddress) -> Int {
-        Int(truncatingIfNeeded: ((a.lo ^ (a.hi &* 31)) &* 0x9E37_79B9_7F4A_7C15) >> 56) & (hopCacheSize - 1)
+        Int(truncatingIfNeeded: ((a.lo ^ (a.hi &* 31)) &* 0x9E37_79B9_7F4A_7C15) >> UInt64(64 - hopCacheBits))
     }
 
     /// Traffic that is not the balancer's: to the host kernel through the

@@ -176,12 +176,15 @@ public struct ConnTable {
     /// The key mixer both hashes share (an IPv4 client is `hi == 0`).
     @inline(__always)
     func mix(_ address: UInt64, proto: UInt8, port: UInt16) -> UInt32 {
-        // One multiply: an IPv4 key (address, port, protocol) fits in 64 bits
-        // as it is; the high half of the product, folded onto the low one,
-        // feeds every key bit into the bucket index.
+        // An IPv4 key (address, port, protocol) fits in 64 bits as it is; two
+        // multiply-xorshift rounds spread it as evenly as a full 64-bit
+        // finaliser does on the patterns that matter (clients counting up
+        // through addresses and ports), with one round fewer.
         let key = address ^ (UInt64(port) << 32 | UInt64(proto) << 48)
-        let x = (key ^ seed) &* 0x9E37_79B9_7F4A_7C15
-        return UInt32(truncatingIfNeeded: x ^ (x >> 32))
+        var x = (key ^ seed) &* 0x9E37_79B9_7F4A_7C15
+        x ^= x >> 29
+        x = x &* 0xBF58_476D_1CE4_E5B9
+        return UInt32(truncatingIfNeeded: x >> 32)
     }
 
     @inline(__always) func bucket(_ b: Int) -> UnsafeMutableRawPointer { buckets + b * ConnTable.bucketBytes }
