@@ -13,6 +13,8 @@
 // re-files an entry when its old slot comes round and it is not yet due.
 // An entry whose expiry moves earlier than its slot is re-filed at once.
 
+import CIntrinsics
+
 public enum ConnField {
     // Byte offsets inside an entry.
     public static let next = 0          // u32 wheel link (index + 1, 0 = none)
@@ -188,6 +190,12 @@ public struct ConnTable {
     }
 
     @inline(__always) func bucket(_ b: Int) -> UnsafeMutableRawPointer { buckets + b * ConnTable.bucketBytes }
+
+    /// Bit s set when slot s (0...6) of a bucket holds `sig` (0: the slot is free).
+    @inline(__always)
+    static func slotsMatching(_ bucket: UnsafeRawPointer, _ sig: UInt32) -> UInt32 {
+        sy_match_signatures(bucket, sig) & 0x7F
+    }
     @inline(__always) func signature(_ h: UInt32) -> UInt32 { h | 0x8000_0000 }
 
     /// Prefetch the index bucket for a hash (batched lookups issue these for a whole burst first).
@@ -201,9 +209,11 @@ public struct ConnTable {
         var b = Int(h) & bucketMask
         while true {
             let bp = bucket(b)
-            for s in 0..<ConnTable.slotsPerBucket where bp.load(fromByteOffset: s * 4, as: UInt32.self) == sig {
-                let idx = bp.load(fromByteOffset: 32 + s * 4, as: UInt32.self)
+            var hits = ConnTable.slotsMatching(bp, sig)
+            while hits != 0 {
+                let idx = bp.load(fromByteOffset: 32 + hits.trailingZeroBitCount * 4, as: UInt32.self)
                 if match(idx) { return idx }
+                hits &= hits &- 1
             }
             if bp.load(fromByteOffset: 28, as: UInt32.self) == 0 { return nil }
             b = (b + 1) & bucketMask
@@ -255,8 +265,10 @@ public struct ConnTable {
         var b = Int(h) & bucketMask
         while true {
             let bp = bucket(b)
-            for s in 0..<ConnTable.slotsPerBucket where bp.load(fromByteOffset: s * 4, as: UInt32.self) == sig {
-                let i = bp.load(fromByteOffset: 32 + s * 4, as: UInt32.self)
+            var hits = ConnTable.slotsMatching(bp, sig)
+            while hits != 0 {
+                let i = bp.load(fromByteOffset: 32 + hits.trailingZeroBitCount * 4, as: UInt32.self)
+                hits &= hits &- 1
                 let e = entries + Int(i) * stride
                 if e.load(fromByteOffset: ConnField.addresses, as: UInt32.self) == client
                     && e.load(fromByteOffset: addrOff, as: UInt32.self) == addr
@@ -283,10 +295,13 @@ public struct ConnTable {
             if h == 0 { continue }
             let sig = signature(h)
             let bp = bucket(Int(h) & bucketMask)
-            for s in 0..<ConnTable.slotsPerBucket where bp.load(fromByteOffset: s * 4, as: UInt32.self) == sig {
+            var hits = ConnTable.slotsMatching(bp, sig)
+            while hits != 0 {
                 if n == capacity { return n }
-                out[n] = UnsafeRawPointer(entries + Int(bp.load(fromByteOffset: 32 + s * 4, as: UInt32.self)) * stride)
+                let slot = hits.trailingZeroBitCount
+                out[n] = UnsafeRawPointer(entries + Int(bp.load(fromByteOffset: 32 + slot * 4, as: UInt32.self)) * stride)
                 n += 1
+                hits &= hits &- 1
             }
         }
         return n
@@ -332,9 +347,11 @@ public struct ConnTable {
         var b = Int(h) & bucketMask
         while true {
             let bp = bucket(b)
-            for s in 0..<ConnTable.slotsPerBucket where bp.load(fromByteOffset: s * 4, as: UInt32.self) == 0 {
-                bp.storeBytes(of: sig, toByteOffset: s * 4, as: UInt32.self)
-                bp.storeBytes(of: i, toByteOffset: 32 + s * 4, as: UInt32.self)
+            let free = ConnTable.slotsMatching(bp, 0)
+            if free != 0 {
+                let slot = free.trailingZeroBitCount
+                bp.storeBytes(of: sig, toByteOffset: slot * 4, as: UInt32.self)
+                bp.storeBytes(of: i, toByteOffset: 32 + slot * 4, as: UInt32.self)
                 return
             }
             // Full: record that a key passed this bucket, so lookups keep probing.

@@ -74,33 +74,38 @@ extension Engine {
     @inline(__always)
     static func wr32(_ p: UnsafeMutableRawPointer, _ o: Int, _ v: UInt32) { p.storeBytes(of: v.bigEndian, toByteOffset: o, as: UInt32.self) }
 
-    /// Whether an untagged Ethernet/IPv4 frame may take the fast path at all:
-    /// IHL 5, not a fragment, TTL survives, fits the frame and the MTU, and
-    /// TCP that cannot change an ESTABLISHED connection's state or UDP with a
-    /// checksum (a datagram without one gets a full one: the general path's job).
+    /// What pass 1 makes of a frame: 0, not an untagged IPv4 TCP/UDP frame
+    /// with IHL 5 and its ports (nothing to look up); 1, one, but for the
+    /// general path (a new connection, a state change...: its index bucket is
+    /// still prefetched, the general path looks there next); 2, a fast-path
+    /// candidate: not a fragment, TTL survives, fits the frame and the MTU,
+    /// and TCP that cannot change an ESTABLISHED connection's state or UDP
+    /// with a checksum (a datagram without one gets a full one: the general
+    /// path's job).
     @inline(__always)
-    static func fastEligible(_ p: UnsafeRawPointer, length: Int, mtu: Int) -> Bool {
+    static func fastClass(_ p: UnsafeRawPointer, length: Int, mtu: Int) -> UInt8 {
+        guard length >= 42 else { return 0 }
         // Header words as 32-bit loads: EtherType | version+IHL | TOS,
         // total length | ID, fragment field | TTL | protocol.
         let type = UInt32(bigEndian: p.loadUnaligned(fromByteOffset: 12, as: UInt32.self))
-        let lengthWord = UInt32(bigEndian: p.loadUnaligned(fromByteOffset: 16, as: UInt32.self))
         let fragWord = UInt32(bigEndian: p.loadUnaligned(fromByteOffset: 20, as: UInt32.self))
-        let total = Int(lengthWord >> 16)
-        guard length >= 42, type >> 8 == 0x08_0045, fragWord & 0x3FFF_0000 == 0, fragWord & 0xFF00 >= 0x0200,
-              total <= length - 14, total <= mtu else { return false }
         let proto = UInt8(truncatingIfNeeded: fragWord)
+        guard type >> 8 == 0x08_0045, fragWord & 0x1FFF_0000 == 0, proto == 6 || proto == 17 else { return 0 }
+        let total = Int(UInt16(bigEndian: p.loadUnaligned(fromByteOffset: 16, as: UInt16.self)))
+        guard fragWord & 0x2000_0000 == 0, fragWord & 0xFF00 >= 0x0200, total <= length - 14, total <= mtu
+        else { return 1 }
         if proto == 17 {
             // UDP length | checksum.
             let udp = UInt32(bigEndian: p.loadUnaligned(fromByteOffset: 38, as: UInt32.self))
             let ulen = Int(udp >> 16)
-            return ulen >= 8 && ulen <= total - 20 && udp & 0xFFFF != 0
+            return ulen >= 8 && ulen <= total - 20 && udp & 0xFFFF != 0 ? 2 : 1
         }
-        guard proto == 6, total >= 40 else { return false }
+        guard total >= 40 else { return 1 }
         // Data offset | flags.
         let tcp = Engine.rd16(p, 46)
         let doff = Int(tcp >> 12) * 4
         // ACK set; no SYN, FIN or RST.
-        return doff >= 20 && 20 + doff <= total && tcp & 0x17 == 0x10
+        return doff >= 20 && 20 + doff <= total && tcp & 0x17 == 0x10 ? 2 : 1
     }
 
     /// Passes 1 and 2 for the first `count` frames of `b`.
@@ -113,16 +118,17 @@ extension Engine {
         var lastVIP: UInt32 = 0
         for k in 0..<count {
             let p = UnsafeRawPointer(frames[k])
-            guard Engine.fastEligible(p, length: lengths[k], mtu: mtu) else { kinds[k] = 0; continue }
+            let fast = Engine.fastClass(p, length: lengths[k], mtu: mtu)
+            if fast == 0 { kinds[k] = 0; continue }
             let proto = p.load(fromByteOffset: 23, as: UInt8.self)
             let dst = Engine.rd32(p, 30)
             let h: UInt32
             if dst == lastVIP || Engine.isVirtualAddress4(dst, vips) {
                 lastVIP = dst
-                kinds[k] = 1
+                kinds[k] = fast == 2 ? 1 : 0
                 h = table.hash4(proto: proto, client: Engine.rd32(p, 26), port: Engine.rd16(p, 34))
             } else {
-                kinds[k] = 2
+                kinds[k] = fast == 2 ? 2 : 0
                 h = table.hash4(proto: proto, client: dst, port: Engine.rd16(p, 36))
             }
             hashes[k] = h
@@ -131,7 +137,7 @@ extension Engine {
         for k in 0..<count where kinds[k] != 0 {
             let h = hashes[k]
             let bucket = table.bucketAddress(for: h)
-            let hits = sy_match_signatures(bucket, table.signature(h)) & 0x7F
+            let hits = ConnTable.slotsMatching(bucket, table.signature(h))
             if hits != 0 {
                 let i = bucket.load(fromByteOffset: 32 + hits.trailingZeroBitCount * 4, as: UInt32.self)
                 candidates[k] = i &+ 1
