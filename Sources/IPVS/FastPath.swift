@@ -203,12 +203,9 @@ extension Engine {
             guard masq || method == UInt16(ForwardMethod.droute.rawValue),
                   proto == 17 || e.load(fromByteOffset: ConnField.state, as: UInt8.self) == TCPState.established.rawValue,
                   c.account(e, p, proto: proto, inbound: true) else { break }
-            if c.rearm(e, proto: proto) { v4.arm(i, expires: e.load(fromByteOffset: ConnField.expires, as: UInt64.self)) }
+            rearm(i, e, c, proto: proto)
             let daddr = e.load(fromByteOffset: ConnField.addresses + 8, as: UInt32.self)
-            // TTL - 1: the TTL is the first byte of the header word at 22.
-            let ttlWord = p.load(fromByteOffset: 22, as: UInt16.self)
-            let ttlDelta = UInt64(~ttlWord) &+ UInt64(ttlWord &- Engine.ttlOne)
-            p.storeBytes(of: ttlWord &- Engine.ttlOne, toByteOffset: 22, as: UInt16.self)
+            let ttlDelta = Engine.decrementTTL(p)
             if masq {
                 // The real server's address and port, with both checksums.
                 let newAddr = daddr.bigEndian
@@ -250,14 +247,12 @@ extension Engine {
             guard f & ConnFlags.fwdMask == UInt16(ForwardMethod.masq.rawValue), f & ConnFlags.noOutput == 0,
                   proto == 17 || e.load(fromByteOffset: ConnField.state, as: UInt8.self) == TCPState.established.rawValue,
                   c.account(e, p, proto: proto, inbound: false) else { break }
-            if c.rearm(e, proto: proto) { v4.arm(i, expires: e.load(fromByteOffset: ConnField.expires, as: UInt64.self)) }
+            rearm(i, e, c, proto: proto)
             // A UDP reply makes its persistence template ASSURED, as set_state(OUTPUT) does.
             let ctl = e.load(fromByteOffset: ConnField.control, as: UInt32.self)
             if proto == 17 && ctl != 0 { v4.setFlags(ctl - 1, v4.flags(ctl - 1) | ConnFlags.assured) }
             // The source becomes the VIP and virtual port, with both checksums and TTL - 1.
-            let ttlWord = p.load(fromByteOffset: 22, as: UInt16.self)
-            let ttlDelta = UInt64(~ttlWord) &+ UInt64(ttlWord &- Engine.ttlOne)
-            p.storeBytes(of: ttlWord &- Engine.ttlOne, toByteOffset: 22, as: UInt16.self)
+            let ttlDelta = Engine.decrementTTL(p)
             let newAddr = e.load(fromByteOffset: ConnField.addresses + 4, as: UInt32.self).bigEndian
             let newPort = e.load(fromByteOffset: ConnField.vport, as: UInt16.self).bigEndian
             p.storeBytes(of: newAddr, toByteOffset: 26, as: UInt32.self)
@@ -270,6 +265,22 @@ extension Engine {
             k += 1
         }
         return k
+    }
+
+    /// The state's timeout from now on entry i (FastContext.rearm), re-filed
+    /// on the wheel only when the expiry moved earlier.
+    @inline(__always)
+    func rearm(_ i: UInt32, _ e: UnsafeMutableRawPointer, _ c: FastContext, proto: UInt8) {
+        if c.rearm(e, proto: proto) { v4.arm(i, expires: e.load(fromByteOffset: ConnField.expires, as: UInt64.self)) }
+    }
+
+    /// TTL - 1 (the TTL is the first byte of the header word at 22); returns
+    /// the word's checksum delta (see adjustChecksum).
+    @inline(__always)
+    static func decrementTTL(_ p: UnsafeMutableRawPointer) -> UInt64 {
+        let ttlWord = p.load(fromByteOffset: 22, as: UInt16.self)
+        p.storeBytes(of: ttlWord &- Engine.ttlOne, toByteOffset: 22, as: UInt16.self)
+        return UInt64(~ttlWord) &+ UInt64(ttlWord &- Engine.ttlOne)
     }
 
     /// The TTL's place in the raw (network-order) 16-bit word at byte 22, as loaded on this machine.
