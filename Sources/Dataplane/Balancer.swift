@@ -404,8 +404,6 @@ struct HopCacheEntry {
     var hi: UInt64 = 0
     var lo: UInt64 = 0
     var version: UInt64 = UInt64.max
-    var mac = MACAddress(0)
-    var source = MACAddress(0)
     /// The frame's first 12 bytes (destination and source MAC) as they are
     /// written: two stores per packet.
     var head: UInt64 = 0
@@ -418,8 +416,6 @@ struct HopCacheEntry {
         self.hi = hi
         self.lo = lo
         self.version = version
-        self.mac = mac
-        self.source = source
         self.port = port
         var bytes: (UInt64, UInt64) = (0, 0)
         withUnsafeMutableBytes(of: &bytes) { b in

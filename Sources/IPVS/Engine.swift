@@ -181,7 +181,7 @@ public final class Engine {
         virtualAddresses = vips
         vip4.initialize(repeating: 0, count: Engine.vip4Slots)
         for a in vips where a.isV4 && a.v4 != 0 {
-            var h = Int((a.v4 &* 0x9E37_79B1) >> 22)
+            var h = Engine.vipSlot(a.v4)
             while vip4[h] != 0 { h = (h + 1) & (Engine.vip4Slots - 1) }
             vip4[h] = a.v4
         }
@@ -198,14 +198,7 @@ public final class Engine {
     @inline(__always)
     public func isVirtualAddress(_ a: IPAddress) -> Bool {
         guard a.isV4 else { return virtualAddresses.contains(a) }
-        let v = a.v4
-        var h = Int((v &* 0x9E37_79B1) >> 22)
-        while true {
-            let x = vip4[h]
-            if x == v { return v != 0 }
-            if x == 0 { return false }
-            h = (h + 1) & (Engine.vip4Slots - 1)
-        }
+        return Engine.isVirtualAddress4(a.v4, vip4)
     }
 
     func updateRoute(_ d: Dest) {

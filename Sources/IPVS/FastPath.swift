@@ -59,9 +59,6 @@ public struct FastBurst {
         frames.deallocate(); lengths.deallocate(); kinds.deallocate(); hashes.deallocate(); candidates.deallocate()
         nextHops.deallocate()
     }
-
-    /// Whether pass 1 took packet k for a fast-path candidate.
-    @inline(__always) public func isCandidate(_ k: Int) -> Bool { kinds[k] != 0 }
 }
 
 extension Engine {
@@ -69,10 +66,6 @@ extension Engine {
     static func rd16(_ p: UnsafeRawPointer, _ o: Int) -> UInt16 { UInt16(bigEndian: p.loadUnaligned(fromByteOffset: o, as: UInt16.self)) }
     @inline(__always)
     static func rd32(_ p: UnsafeRawPointer, _ o: Int) -> UInt32 { UInt32(bigEndian: p.loadUnaligned(fromByteOffset: o, as: UInt32.self)) }
-    @inline(__always)
-    static func wr16(_ p: UnsafeMutableRawPointer, _ o: Int, _ v: UInt16) { p.storeBytes(of: v.bigEndian, toByteOffset: o, as: UInt16.self) }
-    @inline(__always)
-    static func wr32(_ p: UnsafeMutableRawPointer, _ o: Int, _ v: UInt32) { p.storeBytes(of: v.bigEndian, toByteOffset: o, as: UInt32.self) }
 
     /// What pass 1 makes of a frame: 0, not an untagged IPv4 TCP/UDP frame
     /// with IHL 5 and its ports (nothing to look up); 1, one, but for the
@@ -328,10 +321,14 @@ extension Engine {
                           hash: hash)
     }
 
+    /// An IPv4 VIP's home slot in Engine.vip4 (1024 slots, linear probing).
+    @inline(__always)
+    static func vipSlot(_ v: UInt32) -> Int { Int((v &* 0x9E37_79B1) >> 22) }
+
     /// Whether an IPv4 address (host order) is in the VIP table `vips` (Engine.vip4).
     @inline(__always)
     static func isVirtualAddress4(_ v: UInt32, _ vips: UnsafeMutablePointer<UInt32>) -> Bool {
-        var h = Int((v &* 0x9E37_79B1) >> 22)
+        var h = vipSlot(v)
         while true {
             let x = vips[h]
             if x == v { return v != 0 }
