@@ -43,6 +43,9 @@ public struct FastBurst {
     let candidates: UnsafeMutablePointer<UInt32>
     /// Pass 3's verdicts: each forwarded packet's host-order IPv4 next hop.
     public let nextHops: UnsafeMutablePointer<UInt32>
+    /// An entry (+ 1) whose expiry moved earlier and that the run left for
+    /// re-filing on the timer wheel (0: none).
+    let rearmed: UnsafeMutablePointer<UInt32>
 
     public init(capacity: Int) {
         self.capacity = capacity
@@ -53,11 +56,13 @@ public struct FastBurst {
         hashes = .allocate(capacity: capacity)
         candidates = .allocate(capacity: capacity)
         nextHops = .allocate(capacity: capacity)
+        rearmed = .allocate(capacity: 1)
+        rearmed.initialize(to: 0)
     }
 
     public func deallocate() {
         frames.deallocate(); lengths.deallocate(); kinds.deallocate(); hashes.deallocate(); candidates.deallocate()
-        nextHops.deallocate()
+        nextHops.deallocate(); rearmed.deallocate()
     }
 }
 
@@ -153,29 +158,53 @@ extension Engine {
         if t != now { advance(to: t) }
         let c = FastContext(self)
         var k = start
-        // Runs of one direction at a time, each a tight loop of its own.
+        // Runs of one direction at a time, each a tight loop of its own with
+        // no calls in it: what needs one (the full probe, a re-filing on the
+        // timer wheel) ends the run and is done here.
         while k < end {
             let kind = b.kinds[k]
-            let next: Int
-            if kind == 1 {
-                next = forwardInbound(b, from: k, to: end, c)
-            } else if kind == 2 {
-                next = forwardReplies(b, from: k, to: end, c)
-            } else {
-                return k
+            if kind == 0 { return k }
+            if b.candidates[k] == 0 && !probe(b, k) { return k }
+            let next = kind == 1 ? forwardInbound(b, from: k, to: end, c) : forwardReplies(b, from: k, to: end, c)
+            if b.rearmed.pointee != 0 {
+                let i = b.rearmed.pointee &- 1
+                b.rearmed.pointee = 0
+                v4.arm(i, expires: c.entry(i).load(fromByteOffset: ConnField.expires, as: UInt64.self))
             }
-            // A run ends at a packet of the other direction, or at one the fast path cannot take.
-            if next < end && b.kinds[next] == kind { return next }
+            // Stopped at once on a packet with a candidate: not the fast path's.
+            if next == k && b.candidates[k] != 0 { return k }
             k = next
         }
         return k
+    }
+
+    /// The full probe of the index for packet k, whose home bucket held no
+    /// verified candidate: its entry becomes the candidate; false (and the
+    /// packet is the general path's) when there is none the fast path can use.
+    @inline(never)
+    func probe(_ b: FastBurst, _ k: Int) -> Bool {
+        let p = UnsafeRawPointer(b.frames[k])
+        let inbound = b.kinds[k] == 1
+        let proto = p.load(fromByteOffset: 23, as: UInt8.self)
+        let src = Engine.rd32(p, 26), dst = Engine.rd32(p, 30), sport = Engine.rd16(p, 34), dport = Engine.rd16(p, 36)
+        if let i = inbound
+            ? v4.lookup4(proto: proto, client: src, cport: sport, addr: dst, port: dport, daddrSide: false,
+                         hash: b.hashes[k])
+            : v4.lookup4(proto: proto, client: dst, cport: dport, addr: src, port: sport, daddrSide: true,
+                         hash: b.hashes[k]),
+           FastContext.usable(v4.entries + Int(i) &<< 6) {
+            b.candidates[k] = i &+ 1
+            return true
+        }
+        b.kinds[k] = 0
+        return false
     }
 
     /// Client -> VIP packets from `start` on, while they are of an
     /// established LVS/NAT or LVS/DR connection. Returns where it stopped.
     @inline(never)
     func forwardInbound(_ b: FastBurst, from start: Int, to end: Int, _ c: FastContext) -> Int {
-        let frames = b.frames, kinds = b.kinds, candidates = b.candidates, hashes = b.hashes, hops = b.nextHops
+        let frames = b.frames, kinds = b.kinds, candidates = b.candidates, hops = b.nextHops
         var k = start
         while k < end && kinds[k] == 1 {
             let p = frames[k]
@@ -184,22 +213,22 @@ extension Engine {
             // the checksum arithmetic below works in that order too.
             let dstN = p.loadUnaligned(fromByteOffset: 30, as: UInt32.self)
             let dportN = p.load(fromByteOffset: 36, as: UInt16.self)
-            guard let i = verified(candidates[k], c, proto: proto,
-                                   client: p.loadUnaligned(fromByteOffset: 26, as: UInt32.self).bigEndian,
-                                   cport: p.load(fromByteOffset: 34, as: UInt16.self).bigEndian,
-                                   addr: dstN.bigEndian, port: dportN.bigEndian, daddrSide: false,
-                                   hash: hashes[k]) else { break }
+            let i = candidates[k] &- 1
             let e = c.entry(i)
+            guard c.matches(e, proto: proto, client: p.loadUnaligned(fromByteOffset: 26, as: UInt32.self).bigEndian,
+                            cport: p.load(fromByteOffset: 34, as: UInt16.self).bigEndian,
+                            addr: dstN.bigEndian, port: dportN.bigEndian, daddrSide: false)
+            else { candidates[k] = 0; break }   // the caller probes
             let method = e.load(fromByteOffset: ConnField.flags, as: UInt16.self) & ConnFlags.fwdMask
             let masq = method == UInt16(ForwardMethod.masq.rawValue)
             // NAT or DR; TCP only while ESTABLISHED.
             guard masq || method == UInt16(ForwardMethod.droute.rawValue),
                   proto == 17 || e.load(fromByteOffset: ConnField.state, as: UInt8.self) == TCPState.established.rawValue,
                   c.account(e, p, proto: proto, inbound: true) else { break }
-            rearm(i, e, c, proto: proto)
+            let refile = c.rearm(e, proto: proto)
             let daddr = e.load(fromByteOffset: ConnField.addresses + 8, as: UInt32.self)
-            let ttlDelta = Engine.decrementTTL(p)
             if masq {
+                let ttlDelta = Engine.decrementTTL(p)
                 // The real server's address and port, with both checksums.
                 let newAddr = daddr.bigEndian
                 let newPort = e.load(fromByteOffset: ConnField.dport, as: UInt16.self).bigEndian
@@ -211,10 +240,11 @@ extension Engine {
                                       by: addrDelta &+ UInt64(~dportN) &+ UInt64(newPort), udp: proto == 17)
             } else {
                 // LVS/DR: the IP header is unchanged but for the TTL.
-                Engine.adjustChecksum(p, at: 24, by: ttlDelta)
+                Engine.decrementTTLOnly(p)
             }
             hops[k] = daddr
             k += 1
+            if refile { b.rearmed.pointee = i &+ 1; break }
         }
         return k
     }
@@ -223,7 +253,7 @@ extension Engine {
     /// Returns where it stopped.
     @inline(never)
     func forwardReplies(_ b: FastBurst, from start: Int, to end: Int, _ c: FastContext) -> Int {
-        let frames = b.frames, kinds = b.kinds, candidates = b.candidates, hashes = b.hashes, hops = b.nextHops
+        let frames = b.frames, kinds = b.kinds, candidates = b.candidates, hops = b.nextHops
         var k = start
         while k < end && kinds[k] == 2 {
             let p = frames[k]
@@ -231,19 +261,23 @@ extension Engine {
             let srcN = p.loadUnaligned(fromByteOffset: 26, as: UInt32.self)
             let sportN = p.load(fromByteOffset: 34, as: UInt16.self)
             let client = p.loadUnaligned(fromByteOffset: 30, as: UInt32.self).bigEndian
-            guard let i = verified(candidates[k], c, proto: proto, client: client,
-                                   cport: p.load(fromByteOffset: 36, as: UInt16.self).bigEndian,
-                                   addr: srcN.bigEndian, port: sportN.bigEndian, daddrSide: true,
-                                   hash: hashes[k]) else { break }
+            let i = candidates[k] &- 1
             let e = c.entry(i)
+            guard c.matches(e, proto: proto, client: client, cport: p.load(fromByteOffset: 36, as: UInt16.self).bigEndian,
+                            addr: srcN.bigEndian, port: sportN.bigEndian, daddrSide: true)
+            else { candidates[k] = 0; break }
             let f = e.load(fromByteOffset: ConnField.flags, as: UInt16.self)
             guard f & ConnFlags.fwdMask == UInt16(ForwardMethod.masq.rawValue), f & ConnFlags.noOutput == 0,
                   proto == 17 || e.load(fromByteOffset: ConnField.state, as: UInt8.self) == TCPState.established.rawValue,
                   c.account(e, p, proto: proto, inbound: false) else { break }
-            rearm(i, e, c, proto: proto)
+            let refile = c.rearm(e, proto: proto)
             // A UDP reply makes its persistence template ASSURED, as set_state(OUTPUT) does.
             let ctl = e.load(fromByteOffset: ConnField.control, as: UInt32.self)
-            if proto == 17 && ctl != 0 { v4.setFlags(ctl - 1, v4.flags(ctl - 1) | ConnFlags.assured) }
+            if proto == 17 && ctl != 0 {
+                let t = c.entry(ctl - 1)
+                t.storeBytes(of: t.load(fromByteOffset: ConnField.flags, as: UInt16.self) | ConnFlags.assured,
+                             toByteOffset: ConnField.flags, as: UInt16.self)
+            }
             // The source becomes the VIP and virtual port, with both checksums and TTL - 1.
             let ttlDelta = Engine.decrementTTL(p)
             let newAddr = e.load(fromByteOffset: ConnField.addresses + 4, as: UInt32.self).bigEndian
@@ -256,15 +290,9 @@ extension Engine {
                                   udp: proto == 17)
             hops[k] = client
             k += 1
+            if refile { b.rearmed.pointee = i &+ 1; break }
         }
         return k
-    }
-
-    /// The state's timeout from now on entry i (FastContext.rearm), re-filed
-    /// on the wheel only when the expiry moved earlier.
-    @inline(__always)
-    func rearm(_ i: UInt32, _ e: UnsafeMutableRawPointer, _ c: FastContext, proto: UInt8) {
-        if c.rearm(e, proto: proto) { v4.arm(i, expires: e.load(fromByteOffset: ConnField.expires, as: UInt64.self)) }
     }
 
     /// TTL - 1 (the TTL is the first byte of the header word at 22); returns
@@ -274,6 +302,18 @@ extension Engine {
         let ttlWord = p.load(fromByteOffset: 22, as: UInt16.self)
         p.storeBytes(of: ttlWord &- Engine.ttlOne, toByteOffset: 22, as: UInt16.self)
         return UInt64(~ttlWord) &+ UInt64(ttlWord &- Engine.ttlOne)
+    }
+
+    /// TTL - 1 with the header checksum, when nothing else in the header
+    /// changes: the checksum goes up by the TTL's weight with an end-around
+    /// carry — RFC 1624's equation 3 for this one change, the same result
+    /// bit for bit, in a few instructions (the operands are raw words).
+    @inline(__always)
+    static func decrementTTLOnly(_ p: UnsafeMutableRawPointer) {
+        let ttlWord = p.load(fromByteOffset: 22, as: UInt16.self)
+        p.storeBytes(of: ttlWord &- Engine.ttlOne, toByteOffset: 22, as: UInt16.self)
+        let s = UInt32(p.load(fromByteOffset: 24, as: UInt16.self)) &+ UInt32(Engine.ttlOne)
+        p.storeBytes(of: UInt16(truncatingIfNeeded: s &+ (s >= 0xFFFF ? 1 : 0)), toByteOffset: 24, as: UInt16.self)
     }
 
     /// The TTL's place in the raw (network-order) 16-bit word at byte 22, as loaded on this machine.
@@ -294,31 +334,6 @@ extension Engine {
         var n = ~UInt16(truncatingIfNeeded: s)
         if udp && n == 0 { n = 0xFFFF }
         p.storeBytes(of: n, toByteOffset: offset, as: UInt16.self)
-    }
-
-    /// The connection pass 2 pointed at, if it still is the one for this key
-    /// (it may have expired, been replaced or reused since); otherwise the
-    /// full probe of the index.
-    @inline(__always)
-    func verified(_ candidate: UInt32, _ c: FastContext, proto: UInt8, client: UInt32, cport: UInt16, addr: UInt32,
-                  port: UInt16, daddrSide: Bool, hash: UInt32) -> UInt32? {
-        if candidate != 0 {
-            let i = candidate &- 1
-            let e = c.entry(i)
-            let portOff = daddrSide ? ConnField.dport : ConnField.vport
-            let addrOff = ConnField.addresses + (daddrSide ? 8 : 4)
-            if e.load(fromByteOffset: ConnField.addresses, as: UInt32.self) == client
-                && e.load(fromByteOffset: addrOff, as: UInt32.self) == addr
-                && e.load(fromByteOffset: ConnField.cport, as: UInt16.self) == cport
-                && e.load(fromByteOffset: portOff, as: UInt16.self) == port
-                && e.load(fromByteOffset: ConnField.proto, as: UInt8.self) == proto
-                && e.load(fromByteOffset: ConnField.flags, as: UInt16.self)
-                    & (ConnFlags.inUse | ConnFlags.template | ConnFlags.dying) == ConnFlags.inUse {
-                return i
-            }
-        }
-        return v4.lookup4(proto: proto, client: client, cport: cport, addr: addr, port: port, daddrSide: daddrSide,
-                          hash: hash)
     }
 
     /// An IPv4 VIP's home slot in Engine.vip4 (1024 slots, linear probing).
@@ -369,6 +384,29 @@ struct FastContext {
 
     /// An IPv4 entry (64 bytes).
     @inline(__always) func entry(_ i: UInt32) -> UnsafeMutableRawPointer { entries + Int(i) &<< 6 }
+
+    /// Whether entry e is a live connection (not a template, not being
+    /// removed) for this key: pass 2's candidate may have expired, been
+    /// replaced or reused since.
+    @inline(__always)
+    func matches(_ e: UnsafeRawPointer, proto: UInt8, client: UInt32, cport: UInt16, addr: UInt32, port: UInt16,
+                 daddrSide: Bool) -> Bool {
+        let portOff = daddrSide ? ConnField.dport : ConnField.vport
+        let addrOff = ConnField.addresses + (daddrSide ? 8 : 4)
+        return e.load(fromByteOffset: ConnField.addresses, as: UInt32.self) == client
+            && e.load(fromByteOffset: addrOff, as: UInt32.self) == addr
+            && e.load(fromByteOffset: ConnField.cport, as: UInt16.self) == cport
+            && e.load(fromByteOffset: portOff, as: UInt16.self) == port
+            && e.load(fromByteOffset: ConnField.proto, as: UInt8.self) == proto
+            && FastContext.usable(e)
+    }
+
+    /// In use, not a template, not being removed.
+    @inline(__always)
+    static func usable(_ e: UnsafeRawPointer) -> Bool {
+        e.load(fromByteOffset: ConnField.flags, as: UInt16.self) & (ConnFlags.inUse | ConnFlags.template | ConnFlags.dying)
+            == ConnFlags.inUse
+    }
 
     /// The per-dest and per-service packet and byte counters, when the
     /// entry's dest is available (false: not the fast path's packet).
