@@ -110,11 +110,7 @@ public final class Balancer: BurstProcessor {
             let stop = engine.fastForward(b, from: k, to: packetClock ? k + 1 : count, now: now)
             if stop > k {
                 counters.pointee.lbInPackets &+= UInt64(stop - k)
-                let version = router.neighbours.version.load(ordering: .relaxed)
-                for j in k..<stop {
-                    sendFast(pkts[j].unsafelyUnwrapped, b.frames[j], nextHop: b.nextHops[j], version: version,
-                             tx: &tx, counters: counters)
-                }
+                sendFast(pkts, from: k, to: stop, tx: &tx, counters: counters)
                 k = stop
                 continue
             }
@@ -216,19 +212,47 @@ public final class Balancer: BurstProcessor {
         counters.pointee.connsRefused = engine.connsRefused
     }
 
-    /// Forward a fast-path packet: the cached next hop, else the general egress.
+    /// Send packets `start..<end` that the fast path forwarded: each to its
+    /// cached next hop (Ethernet header from the cache, straight into the
+    /// port's tx buffer), else through the general egress.
     /// (A valid cache entry is a resolved neighbour, so no packet can be
     /// waiting for it: resolution changes the neighbour table's version.)
-    @inline(__always)
-    func sendFast(_ m: OpaquePointer, _ p: UnsafeMutableRawPointer, nextHop: UInt32, version: UInt64,
-                  tx: inout TxBuffers, counters: UnsafeMutablePointer<WorkerCounters>) {
-        let slot = hopCache + Balancer.hopSlot(IPAddress(v4: nextHop))
-        if slot.pointee.lo == UInt64(nextHop) && slot.pointee.hi == 0 && slot.pointee.version == version {
-            slot.pointee.writeAddresses(p)
-            tx.add(m, port: slot.pointee.port, counters: counters)
-            return
+    @inline(never)
+    func sendFast(_ pkts: UnsafeMutablePointer<OpaquePointer?>, from start: Int, to end: Int, tx: inout TxBuffers,
+                  counters: UnsafeMutablePointer<WorkerCounters>) {
+        let version = router.neighbours.version.load(ordering: .relaxed)
+        let cache = hopCache, frames = burst.frames, hops = burst.nextHops
+        // Locals: the stores below could alias the buffers' fields.
+        let slots = tx.slots, counts = tx.counts, capacity = tx.capacity
+        var j = start
+        while j < end {
+            // The common case, with no calls: a cached next hop and room in the port's buffer.
+            if !tx.vlanEnabled {
+                while j < end {
+                    let hop = hops[j]
+                    let slot = cache + Balancer.hopSlot(IPAddress(v4: hop))
+                    let port = Int(slot.pointee.port)
+                    let n = counts[port]
+                    guard slot.pointee.lo == UInt64(hop) && slot.pointee.hi == 0 && slot.pointee.version == version,
+                          n != capacity else { break }
+                    slot.pointee.writeAddresses(frames[j])
+                    slots[port &* capacity &+ n] = pkts[j]
+                    counts[port] = n &+ 1
+                    j &+= 1
+                }
+                if j == end { return }
+            }
+            // The rest, one packet: a full buffer is flushed, a missing next hop resolved, a VLAN tag set.
+            let m = pkts[j].unsafelyUnwrapped, hop = hops[j]
+            let slot = cache + Balancer.hopSlot(IPAddress(v4: hop))
+            if slot.pointee.lo == UInt64(hop) && slot.pointee.hi == 0 && slot.pointee.version == version {
+                slot.pointee.writeAddresses(frames[j])
+                tx.add(m, port: slot.pointee.port, counters: counters)
+            } else {
+                sendUncached(m, frames[j], nextHop: hop, tx: &tx, counters: counters)
+            }
+            j &+= 1
         }
-        sendUncached(m, p, nextHop: nextHop, tx: &tx, counters: counters)
     }
 
     @inline(never)
