@@ -213,7 +213,9 @@ extension Engine {
             // the checksum arithmetic below works in that order too.
             let dstN = p.loadUnaligned(fromByteOffset: 30, as: UInt32.self)
             let dportN = p.load(fromByteOffset: 36, as: UInt16.self)
-            let i = candidates[k] &- 1
+            let candidate = candidates[k]
+            guard candidate != 0 else { break }   // the caller probes
+            let i = candidate &- 1
             let e = c.entry(i)
             guard c.matches(e, proto: proto, client: p.loadUnaligned(fromByteOffset: 26, as: UInt32.self).bigEndian,
                             cport: p.load(fromByteOffset: 34, as: UInt16.self).bigEndian,
@@ -261,7 +263,9 @@ extension Engine {
             let srcN = p.loadUnaligned(fromByteOffset: 26, as: UInt32.self)
             let sportN = p.load(fromByteOffset: 34, as: UInt16.self)
             let client = p.loadUnaligned(fromByteOffset: 30, as: UInt32.self).bigEndian
-            let i = candidates[k] &- 1
+            let candidate = candidates[k]
+            guard candidate != 0 else { break }
+            let i = candidate &- 1
             let e = c.entry(i)
             guard c.matches(e, proto: proto, client: client, cport: p.load(fromByteOffset: 36, as: UInt16.self).bigEndian,
                             addr: srcN.bigEndian, port: sportN.bigEndian, daddrSide: true)

@@ -95,15 +95,42 @@ final class FastPathTests: XCTestCase {
     }
 
     func testFastPathMatchesGeneralPath() {
-        let general = Engine(table: FastPathTests.table(), capacity: 4096)
-        let fast = Engine(table: FastPathTests.table(), capacity: 4096)
+        let r = compareEngines(capacity: 4096, flowCount: 60, seed: 0x5EED_1234_ABCD_0001)
+        // The run must have exercised the fast path a lot, and the general path too.
+        XCTAssertGreaterThan(r.fastTaken, r.packets / 3, "fast path taken \(r.fastTaken) of \(r.packets)")
+        XCTAssertLessThan(r.fastTaken, r.packets)
+    }
+
+    /// Flows crowded into one index bucket: it overflows into its neighbours,
+    /// so pass 2 finds no candidate in the home bucket for some and pass 3
+    /// must probe (a run of the fast path meets such packets in its middle too).
+    func testFastPathMatchesGeneralPathWithOverflowingBuckets() {
+        let r = compareEngines(capacity: 4096, flowCount: 60, seed: 0x0BAD_5EED_0000_0007, crowded: 30)
+        XCTAssertGreaterThan(r.probes, 0, "no packet needed a probe past its home bucket")
+        XCTAssertGreaterThan(r.fastTaken, r.packets / 5, "fast path taken \(r.fastTaken) of \(r.packets)")
+    }
+
+    /// The two engines over `flowCount` flows; the first `crowded` have client
+    /// ports chosen so that they all hash to the same index bucket.
+    func compareEngines(capacity: Int, flowCount: Int, seed: UInt64, crowded: Int = 0)
+        -> (packets: Int, fastTaken: Int, probes: Int) {
+        let general = Engine(table: FastPathTests.table(), capacity: capacity)
+        let fast = Engine(table: FastPathTests.table(), capacity: capacity)
         let burst = FastBurst(capacity: 64)
         defer { burst.deallocate() }
-        var rng = Random(s: 0x5EED_1234_ABCD_0001)
+        var rng = Random(s: seed)
         var flows: [Flow] = []
-        for k in 0..<60 {
+        var probes = 0
+        for k in 0..<flowCount {
             let client = IPAddress(v4: 0xC633_6400 | UInt32(k % 30 + 1))    // 198.51.100.x
-            let cport = UInt16(20000 + k)
+            var cport = UInt16(20000 + k)
+            if k < crowded {
+                let proto: UInt8 = k % 3 == 0 ? 17 : 6
+                cport = UInt16(10000 + 500 * k)
+                while Int(fast.v4.hash4(proto: proto, client: client.v4, port: cport)) & fast.v4.bucketMask != 0 {
+                    cport &+= 1
+                }
+            }
             switch k % 3 {
             case 0: flows.append(Flow(proto: 17, client: client, cport: cport, vip: FastPathTests.udpNAT, vport: 53, nat: true))
             case 1: flows.append(Flow(proto: 6, client: client, cport: cport, vip: FastPathTests.tcpNAT, vport: 80, nat: true))
@@ -174,6 +201,7 @@ final class FastPathTests: XCTestCase {
                 burst.lengths[k] = m.count
             }
             fast.fastPrepare(burst, count: buffers.count)
+            for k in 0..<buffers.count where burst.kinds[k] != 0 && burst.candidates[k] == 0 { probes += 1 }
             var k = 0
             while k < buffers.count {
                 let stop = fast.fastForward(burst, from: k, to: buffers.count, now: now)
@@ -192,7 +220,7 @@ final class FastPathTests: XCTestCase {
             }
             for (j, (e, g)) in zip(expected, got).enumerated() {
                 XCTAssertEqual(e, g, "round \(round), packet \(j)")
-                if e != g { return }
+                if e != g { return (packets, fastTaken, probes) }
             }
             packets += frames.count
             // Learn each NAT flow's real server from its rewritten first packet.
@@ -212,8 +240,6 @@ final class FastPathTests: XCTestCase {
         }
         XCTAssertEqual(describe(general), describe(fast))
         XCTAssertEqual(general.liveConnections, fast.liveConnections)
-        // The run must have exercised the fast path a lot, and the general path too.
-        XCTAssertGreaterThan(fastTaken, packets / 3, "fast path taken \(fastTaken) of \(packets)")
-        XCTAssertLessThan(fastTaken, packets)
+        return (packets, fastTaken, probes)
     }
 }
