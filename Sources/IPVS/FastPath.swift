@@ -330,12 +330,12 @@ extension Engine {
     /// that comes out 0 is sent as 0xFFFF (0 means none).
     @inline(__always)
     static func adjustChecksum(_ p: UnsafeMutableRawPointer, at offset: Int, by delta: UInt64, udp: Bool = false) {
-        var s = UInt64(~p.load(fromByteOffset: offset, as: UInt16.self)) &+ delta
-        s = (s & 0xFFFF_FFFF) &+ (s >> 32)
-        s = (s & 0xFFFF) &+ (s >> 16)
-        s = (s & 0xFFFF) &+ (s >> 16)
-        s = (s & 0xFFFF) &+ (s >> 16)
-        var n = ~UInt16(truncatingIfNeeded: s)
+        let s = UInt64(~p.load(fromByteOffset: offset, as: UInt16.self)) &+ delta
+        // 64 -> 32 bits with an end-around carry, then 32 -> 16: the high half
+        // of x + (x rotated by 16) is hi + lo + the carry out of lo + hi.
+        let (sum, carry) = UInt32(truncatingIfNeeded: s).addingReportingOverflow(UInt32(truncatingIfNeeded: s >> 32))
+        let x = sum &+ (carry ? 1 : 0)
+        var n = ~UInt16(truncatingIfNeeded: (x &+ (x << 16 | x >> 16)) >> 16)
         if udp && n == 0 { n = 0xFFFF }
         p.storeBytes(of: n, toByteOffset: offset, as: UInt16.self)
     }
