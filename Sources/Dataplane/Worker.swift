@@ -65,6 +65,25 @@ public struct TxBuffers {
         counts[p] += 1
     }
 
+    /// Queue `count` mbufs for `port`, copied in blocks (flushing when the buffer fills).
+    @inline(__always)
+    public mutating func addAll(_ pkts: UnsafeMutablePointer<OpaquePointer?>, count: Int, port: UInt16,
+                                counters: UnsafeMutablePointer<WorkerCounters>) {
+        if vlanEnabled {
+            for i in 0..<count { add(pkts[i].unsafelyUnwrapped, port: port, counters: counters) }
+            return
+        }
+        let p = Int(port)
+        var done = 0
+        while done < count {
+            if counts[p] == capacity { flushPort(p, counters: counters) }
+            let n = min(count - done, capacity - counts[p])
+            (slots + p * capacity + counts[p]).update(from: pkts + done, count: n)
+            counts[p] += n
+            done += n
+        }
+    }
+
     /// Make the frame's tag what the egress port wants: insert one (in the
     /// headroom), rewrite its VLAN id (keeping the priority bits), or strip it.
     /// False when there is no headroom for a tag.
@@ -130,8 +149,7 @@ public struct IOForwarder: BurstProcessor {
     @inline(__always)
     public mutating func process(_ pkts: UnsafeMutablePointer<OpaquePointer?>, count: Int, rxPort: UInt16,
                                  tx: inout TxBuffers, counters: UnsafeMutablePointer<WorkerCounters>) {
-        let out = peer[Int(rxPort)]
-        for i in 0..<count { tx.add(pkts[i].unsafelyUnwrapped, port: out, counters: counters) }
+        tx.addAll(pkts, count: count, port: peer[Int(rxPort)], counters: counters)
     }
 
     public mutating func idle(tx: inout TxBuffers, counters: UnsafeMutablePointer<WorkerCounters>) {}
