@@ -84,7 +84,6 @@ public final class Balancer: BurstProcessor {
 
     public func process(_ pkts: UnsafeMutablePointer<OpaquePointer?>, count: Int, rxPort: UInt16,
                                  tx: inout TxBuffers, counters: UnsafeMutablePointer<WorkerCounters>) {
-        if !packetClock { burstNow = tscMicros() }
         if hasExceptionPath && dataOf[Int(rxPort)] != UInt16.max {
             // The host kernel's own packets leave through its data port unchanged.
             let out = dataOf[Int(rxPort)]
@@ -193,6 +192,8 @@ public final class Balancer: BurstProcessor {
     public func idle(tx: inout TxBuffers, counters: UnsafeMutablePointer<WorkerCounters>) {
         // A burst boundary: configuration changes and requests are applied here.
         engine.drainInbox()
+        // The clock is read here, once per turn of the poll loop (the bursts
+        // of the next turn use it: reading the TSC costs ~10 ns on a VM).
         if !packetClock { burstNow = tscMicros(); engine.advance(to: burstNow) }
         // Packets other workers received for connections this worker owns.
         if let st = steering {

@@ -96,6 +96,7 @@ public struct ConnTable {
         entryMemory = e
         bucketMemory = b
         entries = e.start
+        precondition(UInt(bitPattern: entries) % 64 == 0, "connection entries must be 64-byte aligned")   // FastBurst packs a kind into the low bits
         buckets = b.start
         freeStack = .allocate(capacity: capacity)
         for i in 0..<capacity { freeStack[i] = UInt32(capacity - 1 - i) }

@@ -39,13 +39,19 @@ public struct FastBurst {
     let kinds: UnsafeMutablePointer<UInt8>
     /// The index hash of the packet's client endpoint.
     let hashes: UnsafeMutablePointer<UInt32>
-    /// The entry the bucket's first matching signature names, + 1 (0: none in the home bucket).
-    let candidates: UnsafeMutablePointer<UInt32>
+    /// Pass 2's finding for pass 3, one word per packet: the address of the
+    /// entry the bucket's first matching signature names (64-byte aligned)
+    /// with the packet's kind in the low bits; the kind alone when the home
+    /// bucket named none (pass 3 probes); 0 for a packet that is not a candidate.
+    let candidates: UnsafeMutablePointer<UInt>
     /// Pass 3's verdicts: each forwarded packet's host-order IPv4 next hop.
     public let nextHops: UnsafeMutablePointer<UInt32>
-    /// An entry (+ 1) whose expiry moved earlier and that the run left for
-    /// re-filing on the timer wheel (0: none).
-    let rearmed: UnsafeMutablePointer<UInt32>
+    /// An entry whose expiry moved earlier and that the run left for
+    /// re-filing on the timer wheel.
+    let rearmed: UnsafeMutablePointer<UnsafeMutableRawPointer?>
+
+    /// Entries are 64-byte aligned: the low bits of a candidate word hold the kind.
+    static let entryAlignment: UInt = 64
 
     public init(capacity: Int) {
         self.capacity = capacity
@@ -57,7 +63,7 @@ public struct FastBurst {
         candidates = .allocate(capacity: capacity)
         nextHops = .allocate(capacity: capacity)
         rearmed = .allocate(capacity: 1)
-        rearmed.initialize(to: 0)
+        rearmed.initialize(to: nil)
     }
 
     public func deallocate() {
@@ -132,18 +138,23 @@ extension Engine {
             hashes[k] = h
             sy_prefetch_read(table.bucketAddress(for: h))
         }
-        for k in 0..<count where kinds[k] != 0 {
+        let entries = table.entries
+        for k in 0..<count {
+            let kind = kinds[k]
+            if kind == 0 { candidates[k] = 0; continue }
             let h = hashes[k]
             let bucket = table.bucketAddress(for: h)
             let hits = ConnTable.slotsMatching(bucket, table.signature(h))
             if hits != 0 {
                 let i = bucket.load(fromByteOffset: 32 + hits.trailingZeroBitCount * 4, as: UInt32.self)
-                candidates[k] = i &+ 1
-                sy_prefetch_write(table.entries + Int(i) &<< 6)
+                let e = entries + Int(i) &<< 6
+                candidates[k] = UInt(bitPattern: e) | UInt(kind)
+                sy_prefetch_write(e)
             } else if bucket.load(fromByteOffset: 28, as: UInt32.self) == 0 {
                 kinds[k] = 0   // no connection: the general path makes one
+                candidates[k] = 0
             } else {
-                candidates[k] = 0   // keys overflowed past this bucket: pass 3 probes
+                candidates[k] = UInt(kind)   // keys overflowed past this bucket: pass 3 probes
             }
         }
     }
@@ -164,15 +175,14 @@ extension Engine {
         while k < end {
             let kind = b.kinds[k]
             if kind == 0 { return k }
-            if b.candidates[k] == 0 && !probe(b, k) { return k }
+            if b.candidates[k] < FastBurst.entryAlignment && !probe(b, k) { return k }
             let next = kind == 1 ? forwardInbound(b, from: k, to: end, c) : forwardReplies(b, from: k, to: end, c)
-            if b.rearmed.pointee != 0 {
-                let i = b.rearmed.pointee &- 1
-                b.rearmed.pointee = 0
-                v4.arm(i, expires: c.entry(i).load(fromByteOffset: ConnField.expires, as: UInt64.self))
+            if let e = b.rearmed.pointee {
+                b.rearmed.pointee = nil
+                v4.arm(UInt32((e - c.entries) >> 6), expires: e.load(fromByteOffset: ConnField.expires, as: UInt64.self))
             }
             // Stopped at once on a packet with a candidate: not the fast path's.
-            if next == k && b.candidates[k] != 0 { return k }
+            if next == k && b.candidates[k] >= FastBurst.entryAlignment { return k }
             k = next
         }
         return k
@@ -193,10 +203,11 @@ extension Engine {
             : v4.lookup4(proto: proto, client: dst, cport: dport, addr: src, port: sport, daddrSide: true,
                          hash: b.hashes[k]),
            FastContext.usable(v4.entries + Int(i) &<< 6) {
-            b.candidates[k] = i &+ 1
+            b.candidates[k] = UInt(bitPattern: v4.entries + Int(i) &<< 6) | UInt(b.kinds[k])
             return true
         }
         b.kinds[k] = 0
+        b.candidates[k] = 0
         return false
     }
 
@@ -204,23 +215,23 @@ extension Engine {
     /// established LVS/NAT or LVS/DR connection. Returns where it stopped.
     @inline(never)
     func forwardInbound(_ b: FastBurst, from start: Int, to end: Int, _ c: FastContext) -> Int {
-        let frames = b.frames, kinds = b.kinds, candidates = b.candidates, hops = b.nextHops
+        let frames = b.frames, candidates = b.candidates, hops = b.nextHops
         var k = start
-        while k < end && kinds[k] == 1 {
+        while k < end {
+            // An inbound packet with a candidate entry, else the run ends (see fastForward).
+            let candidate = candidates[k]
+            guard candidate & (FastBurst.entryAlignment - 1) == 1, candidate >= FastBurst.entryAlignment else { break }
+            let e = UnsafeMutableRawPointer(bitPattern: candidate & ~(FastBurst.entryAlignment - 1)).unsafelyUnwrapped
             let p = frames[k]
             let proto = p.load(fromByteOffset: 23, as: UInt8.self)
             // Addresses and ports as they are in the frame (network order):
             // the checksum arithmetic below works in that order too.
             let dstN = p.loadUnaligned(fromByteOffset: 30, as: UInt32.self)
             let dportN = p.load(fromByteOffset: 36, as: UInt16.self)
-            let candidate = candidates[k]
-            guard candidate != 0 else { break }   // the caller probes
-            let i = candidate &- 1
-            let e = c.entry(i)
             guard c.matches(e, proto: proto, client: p.loadUnaligned(fromByteOffset: 26, as: UInt32.self).bigEndian,
                             cport: p.load(fromByteOffset: 34, as: UInt16.self).bigEndian,
                             addr: dstN.bigEndian, port: dportN.bigEndian, daddrSide: false)
-            else { candidates[k] = 0; break }   // the caller probes
+            else { candidates[k] = 1; break }   // the caller probes
             let method = e.load(fromByteOffset: ConnField.flags, as: UInt16.self) & ConnFlags.fwdMask
             let masq = method == UInt16(ForwardMethod.masq.rawValue)
             // NAT or DR; TCP only while ESTABLISHED.
@@ -246,7 +257,7 @@ extension Engine {
             }
             hops[k] = daddr
             k += 1
-            if refile { b.rearmed.pointee = i &+ 1; break }
+            if refile { b.rearmed.pointee = e; break }
         }
         return k
     }
@@ -255,21 +266,20 @@ extension Engine {
     /// Returns where it stopped.
     @inline(never)
     func forwardReplies(_ b: FastBurst, from start: Int, to end: Int, _ c: FastContext) -> Int {
-        let frames = b.frames, kinds = b.kinds, candidates = b.candidates, hops = b.nextHops
+        let frames = b.frames, candidates = b.candidates, hops = b.nextHops
         var k = start
-        while k < end && kinds[k] == 2 {
+        while k < end {
+            let candidate = candidates[k]
+            guard candidate & (FastBurst.entryAlignment - 1) == 2, candidate >= FastBurst.entryAlignment else { break }
+            let e = UnsafeMutableRawPointer(bitPattern: candidate & ~(FastBurst.entryAlignment - 1)).unsafelyUnwrapped
             let p = frames[k]
             let proto = p.load(fromByteOffset: 23, as: UInt8.self)
             let srcN = p.loadUnaligned(fromByteOffset: 26, as: UInt32.self)
             let sportN = p.load(fromByteOffset: 34, as: UInt16.self)
             let client = p.loadUnaligned(fromByteOffset: 30, as: UInt32.self).bigEndian
-            let candidate = candidates[k]
-            guard candidate != 0 else { break }
-            let i = candidate &- 1
-            let e = c.entry(i)
             guard c.matches(e, proto: proto, client: client, cport: p.load(fromByteOffset: 36, as: UInt16.self).bigEndian,
                             addr: srcN.bigEndian, port: sportN.bigEndian, daddrSide: true)
-            else { candidates[k] = 0; break }
+            else { candidates[k] = 2; break }
             let f = e.load(fromByteOffset: ConnField.flags, as: UInt16.self)
             guard f & ConnFlags.fwdMask == UInt16(ForwardMethod.masq.rawValue), f & ConnFlags.noOutput == 0,
                   proto == 17 || e.load(fromByteOffset: ConnField.state, as: UInt8.self) == TCPState.established.rawValue,
@@ -294,7 +304,7 @@ extension Engine {
                                   udp: proto == 17)
             hops[k] = client
             k += 1
-            if refile { b.rearmed.pointee = i &+ 1; break }
+            if refile { b.rearmed.pointee = e; break }
         }
         return k
     }
