@@ -79,7 +79,7 @@ extension Engine {
     static func rd32(_ p: UnsafeRawPointer, _ o: Int) -> UInt32 { UInt32(bigEndian: p.loadUnaligned(fromByteOffset: o, as: UInt32.self)) }
 
     /// What pass 1 makes of a frame: 0, not an untagged IPv4 TCP/UDP frame
-    /// with IHL 5 and its ports (nothing to look up); 1, one, but for the
+    /// with IHL 5 and its ports, or a fragment (nothing to look up); 1, one, but for the
     /// general path (a new connection, a state change...: its index bucket is
     /// still prefetched, the general path looks there next); 2, a fast-path
     /// candidate: not a fragment, TTL survives, fits the frame and the MTU,
@@ -90,19 +90,22 @@ extension Engine {
     static func fastClass(_ p: UnsafeRawPointer, length: Int, mtu: Int) -> UInt8 {
         guard length >= 42 else { return 0 }
         // Header words as 32-bit loads: EtherType | version+IHL | TOS,
-        // total length | ID, fragment field | TTL | protocol.
+        // total length | ID, flags+fragment offset | TTL | protocol.
         let type = UInt32(bigEndian: p.loadUnaligned(fromByteOffset: 12, as: UInt32.self))
         let fragWord = UInt32(bigEndian: p.loadUnaligned(fromByteOffset: 20, as: UInt32.self))
         let proto = UInt8(truncatingIfNeeded: fragWord)
-        guard type >> 8 == 0x08_0045, fragWord & 0x1FFF_0000 == 0, proto == 6 || proto == 17 else { return 0 }
+        // Not a fragment (MF clear, offset 0): a fragment's bucket is not
+        // worth prefetching, the general path reassembles or passes it.
+        guard type >> 8 == 0x08_0045, fragWord & 0x3FFF_0000 == 0, proto == 6 || proto == 17 else { return 0 }
         let total = Int(UInt16(bigEndian: p.loadUnaligned(fromByteOffset: 16, as: UInt16.self)))
-        guard fragWord & 0x2000_0000 == 0, fragWord & 0xFF00 >= 0x0200, total <= length - 14, total <= mtu
-        else { return 1 }
+        guard fragWord & 0xFE00 != 0, total <= length - 14, total <= mtu else { return 1 }   // TTL >= 2
         if proto == 17 {
-            // UDP length | checksum.
+            // UDP length | checksum: a checksum, and a length that fits the datagram.
             let udp = UInt32(bigEndian: p.loadUnaligned(fromByteOffset: 38, as: UInt32.self))
+            guard udp & 0xFFFF != 0 else { return 1 }
             let ulen = Int(udp >> 16)
-            return ulen >= 8 && ulen <= total - 20 && udp & 0xFFFF != 0 ? 2 : 1
+            guard ulen >= 8 else { return 1 }
+            return ulen <= total - 20 ? 2 : 1
         }
         guard total >= 40 else { return 1 }
         // Data offset | flags.
