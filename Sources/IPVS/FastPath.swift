@@ -53,6 +53,17 @@ public struct FastBurst {
     /// Entries are 64-byte aligned: the low bits of a candidate word hold the kind.
     static let entryAlignment: UInt = 64
 
+    /// The candidate word for entry e and a packet of `kind`.
+    @inline(__always)
+    static func candidate(_ e: UnsafeMutableRawPointer, kind: UInt8) -> UInt { UInt(bitPattern: e) | UInt(kind) }
+
+    /// The entry a candidate word names, if the packet is of `kind` and has one.
+    @inline(__always)
+    static func entry(_ word: UInt, kind: UInt) -> UnsafeMutableRawPointer? {
+        guard word & (entryAlignment - 1) == kind, word >= entryAlignment else { return nil }
+        return UnsafeMutableRawPointer(bitPattern: word & ~(entryAlignment - 1))
+    }
+
     public init(capacity: Int) {
         self.capacity = capacity
         frames = .allocate(capacity: capacity)
@@ -151,7 +162,7 @@ extension Engine {
             if hits != 0 {
                 let i = bucket.load(fromByteOffset: 32 + hits.trailingZeroBitCount * 4, as: UInt32.self)
                 let e = entries + Int(i) &<< 6
-                candidates[k] = UInt(bitPattern: e) | UInt(kind)
+                candidates[k] = FastBurst.candidate(e, kind: kind)
                 sy_prefetch_write(e)
             } else if bucket.load(fromByteOffset: 28, as: UInt32.self) == 0 {
                 kinds[k] = 0   // no connection: the general path makes one
@@ -205,8 +216,8 @@ extension Engine {
                          hash: b.hashes[k])
             : v4.lookup4(proto: proto, client: dst, cport: dport, addr: src, port: sport, daddrSide: true,
                          hash: b.hashes[k]),
-           FastContext.usable(v4.entries + Int(i) &<< 6) {
-            b.candidates[k] = UInt(bitPattern: v4.entries + Int(i) &<< 6) | UInt(b.kinds[k])
+           case let e = v4.entries + Int(i) &<< 6, FastContext.usable(e) {
+            b.candidates[k] = FastBurst.candidate(e, kind: b.kinds[k])
             return true
         }
         b.kinds[k] = 0
@@ -222,9 +233,7 @@ extension Engine {
         var k = start
         while k < end {
             // An inbound packet with a candidate entry, else the run ends (see fastForward).
-            let candidate = candidates[k]
-            guard candidate & (FastBurst.entryAlignment - 1) == 1, candidate >= FastBurst.entryAlignment else { break }
-            let e = UnsafeMutableRawPointer(bitPattern: candidate & ~(FastBurst.entryAlignment - 1)).unsafelyUnwrapped
+            guard let e = FastBurst.entry(candidates[k], kind: 1) else { break }
             let p = frames[k]
             let proto = p.load(fromByteOffset: 23, as: UInt8.self)
             // Addresses and ports as they are in the frame (network order):
@@ -234,7 +243,7 @@ extension Engine {
             guard c.matches(e, proto: proto, client: p.loadUnaligned(fromByteOffset: 26, as: UInt32.self).bigEndian,
                             cport: p.load(fromByteOffset: 34, as: UInt16.self).bigEndian,
                             addr: dstN.bigEndian, port: dportN.bigEndian, daddrSide: false)
-            else { candidates[k] = 1; break }   // the caller probes
+            else { candidates[k] = 1; break }   // the kind alone: the caller probes
             let method = e.load(fromByteOffset: ConnField.flags, as: UInt16.self) & ConnFlags.fwdMask
             let masq = method == UInt16(ForwardMethod.masq.rawValue)
             // NAT or DR; TCP only while ESTABLISHED.
@@ -272,9 +281,7 @@ extension Engine {
         let frames = b.frames, candidates = b.candidates, hops = b.nextHops
         var k = start
         while k < end {
-            let candidate = candidates[k]
-            guard candidate & (FastBurst.entryAlignment - 1) == 2, candidate >= FastBurst.entryAlignment else { break }
-            let e = UnsafeMutableRawPointer(bitPattern: candidate & ~(FastBurst.entryAlignment - 1)).unsafelyUnwrapped
+            guard let e = FastBurst.entry(candidates[k], kind: 2) else { break }
             let p = frames[k]
             let proto = p.load(fromByteOffset: 23, as: UInt8.self)
             let srcN = p.loadUnaligned(fromByteOffset: 26, as: UInt32.self)
@@ -282,7 +289,7 @@ extension Engine {
             let client = p.loadUnaligned(fromByteOffset: 30, as: UInt32.self).bigEndian
             guard c.matches(e, proto: proto, client: client, cport: p.load(fromByteOffset: 36, as: UInt16.self).bigEndian,
                             addr: srcN.bigEndian, port: sportN.bigEndian, daddrSide: true)
-            else { candidates[k] = 2; break }
+            else { candidates[k] = 2; break }   // the kind alone: the caller probes
             let f = e.load(fromByteOffset: ConnField.flags, as: UInt16.self)
             guard f & ConnFlags.fwdMask == UInt16(ForwardMethod.masq.rawValue), f & ConnFlags.noOutput == 0,
                   proto == 17 || e.load(fromByteOffset: ConnField.state, as: UInt8.self) == TCPState.established.rawValue,
