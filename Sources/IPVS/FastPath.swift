@@ -253,16 +253,9 @@ extension Engine {
             let refile = c.rearm(e, proto: proto)
             let daddr = e.load(fromByteOffset: ConnField.addresses + 8, as: UInt32.self)
             if masq {
-                let ttlDelta = Engine.decrementTTL(p)
-                // The real server's address and port, with both checksums.
-                let newAddr = daddr.bigEndian
-                let newPort = e.load(fromByteOffset: ConnField.dport, as: UInt16.self).bigEndian
-                p.storeBytes(of: newAddr, toByteOffset: 30, as: UInt32.self)
-                p.storeBytes(of: newPort, toByteOffset: 36, as: UInt16.self)
-                let addrDelta = UInt64(~dstN) &+ UInt64(newAddr)
-                Engine.adjustChecksum(p, at: 24, by: addrDelta &+ ttlDelta)
-                Engine.adjustChecksum(p, at: proto == 6 ? 50 : 40,
-                                      by: addrDelta &+ UInt64(~dportN) &+ UInt64(newPort), udp: proto == 17)
+                // The destination becomes the real server's address and port.
+                Engine.natRewrite(p, addressAt: 30, portAt: 36, from: dstN, dportN, to: daddr.bigEndian,
+                                  e.load(fromByteOffset: ConnField.dport, as: UInt16.self).bigEndian, proto: proto)
             } else {
                 // LVS/DR: the IP header is unchanged but for the TTL.
                 Engine.decrementTTLOnly(p)
@@ -302,21 +295,30 @@ extension Engine {
                 t.storeBytes(of: t.load(fromByteOffset: ConnField.flags, as: UInt16.self) | ConnFlags.assured,
                              toByteOffset: ConnField.flags, as: UInt16.self)
             }
-            // The source becomes the VIP and virtual port, with both checksums and TTL - 1.
-            let ttlDelta = Engine.decrementTTL(p)
-            let newAddr = e.load(fromByteOffset: ConnField.addresses + 4, as: UInt32.self).bigEndian
-            let newPort = e.load(fromByteOffset: ConnField.vport, as: UInt16.self).bigEndian
-            p.storeBytes(of: newAddr, toByteOffset: 26, as: UInt32.self)
-            p.storeBytes(of: newPort, toByteOffset: 34, as: UInt16.self)
-            let addrDelta = UInt64(~srcN) &+ UInt64(newAddr)
-            Engine.adjustChecksum(p, at: 24, by: addrDelta &+ ttlDelta)
-            Engine.adjustChecksum(p, at: proto == 6 ? 50 : 40, by: addrDelta &+ UInt64(~sportN) &+ UInt64(newPort),
-                                  udp: proto == 17)
+            // The source becomes the VIP and virtual port.
+            Engine.natRewrite(p, addressAt: 26, portAt: 34, from: srcN, sportN,
+                              to: e.load(fromByteOffset: ConnField.addresses + 4, as: UInt32.self).bigEndian,
+                              e.load(fromByteOffset: ConnField.vport, as: UInt16.self).bigEndian, proto: proto)
             hops[k] = client
             k += 1
             if refile { b.rearmed.pointee = e; break }
         }
         return k
+    }
+
+    /// LVS/NAT's rewrite of one endpoint (the address at `addressAt`, the
+    /// port at `portAt`; old and new values raw, in network order), with TTL - 1
+    /// and the IP and TCP/UDP checksums updated incrementally.
+    @inline(__always)
+    static func natRewrite(_ p: UnsafeMutableRawPointer, addressAt a: Int, portAt o: Int, from oldAddr: UInt32,
+                           _ oldPort: UInt16, to newAddr: UInt32, _ newPort: UInt16, proto: UInt8) {
+        let ttlDelta = decrementTTL(p)
+        p.storeBytes(of: newAddr, toByteOffset: a, as: UInt32.self)
+        p.storeBytes(of: newPort, toByteOffset: o, as: UInt16.self)
+        let addrDelta = UInt64(~oldAddr) &+ UInt64(newAddr)
+        adjustChecksum(p, at: 24, by: addrDelta &+ ttlDelta)
+        adjustChecksum(p, at: proto == 6 ? 50 : 40, by: addrDelta &+ UInt64(~oldPort) &+ UInt64(newPort),
+                       udp: proto == 17)
     }
 
     /// TTL - 1 (the TTL is the first byte of the header word at 22); returns
