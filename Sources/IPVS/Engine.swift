@@ -93,8 +93,9 @@ public final class Engine {
     /// This worker's replica of the service table (see Replication.swift).
     public let table: IPVSTable
     public var settings: EngineSettings
-    /// Per-worker statistics, indexed by dest id and service id.
-    public let maxIDs: Int
+    /// Per-worker statistics, indexed by dest id and service id (all ids
+    /// are below this).
+    public let maxIDs = Int(IPVSTable.idLimit)
     public let destStats: UnsafeMutablePointer<StatsCounters>
     public let serviceStats: UnsafeMutablePointer<StatsCounters>
     public let destRoutes: UnsafeMutablePointer<DestRoute>
@@ -107,12 +108,11 @@ public final class Engine {
     public var log: (String) -> Void = { _ in }
     private var lastPortZeroLog: UInt64 = 0
 
-    public init(table: IPVSTable, capacity: Int, settings: EngineSettings = EngineSettings(), maxIDs: Int = 1 << 16) {
+    public init(table: IPVSTable, capacity: Int, settings: EngineSettings = EngineSettings()) {
         self.table = table
         self.settings = settings
         v4 = ConnTable(capacity: capacity, isV6: false)
         v6 = ConnTable(capacity: max(capacity / 4, 1024), isV6: true)
-        self.maxIDs = maxIDs
         destStats = .allocate(capacity: maxIDs)
         destStats.initialize(repeating: StatsCounters(), count: maxIDs)
         serviceStats = .allocate(capacity: maxIDs)

@@ -41,8 +41,9 @@ public struct FastBurst {
     let hashes: UnsafeMutablePointer<UInt32>
     /// Pass 2's finding for pass 3, one word per packet: the address of the
     /// entry the bucket's first matching signature names (64-byte aligned)
-    /// with the packet's kind in the low bits; the kind alone when the home
-    /// bucket named none (pass 3 probes); 0 for a packet that is not a candidate.
+    /// with the packet's kind in the low bits; `probe(kind:)` (no address)
+    /// when the home bucket named none (pass 3 probes); 0 for a packet that
+    /// is not a candidate.
     let candidates: UnsafeMutablePointer<UInt>
     /// Pass 3's verdicts: each forwarded packet's host-order IPv4 next hop.
     public let nextHops: UnsafeMutablePointer<UInt32>
@@ -57,11 +58,20 @@ public struct FastBurst {
     @inline(__always)
     static func candidate(_ e: UnsafeMutableRawPointer, kind: UInt8) -> UInt { UInt(bitPattern: e) | UInt(kind) }
 
+    /// The word for a packet of `kind` whose entry pass 3 must find by a full
+    /// probe: its low bits are never a bare kind, so `entry` needs one test.
+    @inline(__always)
+    static func probe(kind: UInt8) -> UInt { UInt(kind) | 4 }
+
+    /// Whether a candidate word names no entry (not a candidate, or a probe).
+    @inline(__always)
+    static func namesNoEntry(_ word: UInt) -> Bool { word < entryAlignment }
+
     /// The entry a candidate word names, if the packet is of `kind` and has one.
     @inline(__always)
     static func entry(_ word: UInt, kind: UInt) -> UnsafeMutableRawPointer? {
-        guard word & (entryAlignment - 1) == kind, word >= entryAlignment else { return nil }
-        return UnsafeMutableRawPointer(bitPattern: word & ~(entryAlignment - 1))
+        guard word & (entryAlignment - 1) == kind else { return nil }
+        return UnsafeMutableRawPointer(bitPattern: word &- kind).unsafelyUnwrapped   // never 0: probe words differ
     }
 
     public init(capacity: Int) {
@@ -96,7 +106,8 @@ extension Engine {
     /// candidate: not a fragment, TTL survives, fits the frame and the MTU,
     /// and TCP that cannot change an ESTABLISHED connection's state or UDP
     /// with a checksum (a datagram without one gets a full one: the general
-    /// path's job).
+    /// path's job) whose length is the IP payload's (other lengths, rare,
+    /// are the general path's too).
     @inline(__always)
     static func fastClass(_ p: UnsafeRawPointer, length: Int, mtu: Int) -> UInt8 {
         guard length >= 42 else { return 0 }
@@ -109,27 +120,29 @@ extension Engine {
         // worth prefetching, the general path reassembles or passes it.
         guard type >> 8 == 0x08_0045, fragWord & 0x3FFF_0000 == 0, proto == 6 || proto == 17 else { return 0 }
         let total = Int(UInt16(bigEndian: p.loadUnaligned(fromByteOffset: 16, as: UInt16.self)))
-        guard fragWord & 0xFE00 != 0, total <= length - 14, total <= mtu else { return 1 }   // TTL >= 2
+        // TTL >= 2; 28 <= total <= the frame's IP bytes (one unsigned compare:
+        // length >= 42); within the MTU.
+        guard fragWord & 0xFE00 != 0, UInt(bitPattern: total &- 28) <= UInt(bitPattern: length &- 42), total <= mtu
+        else { return 1 }
         if proto == 17 {
-            // UDP length | checksum: a checksum, and a length that fits the datagram.
+            // UDP length | checksum: the length is the IP payload's and the
+            // checksum is not 0, that is (length ^ payload) << 16 | checksum in 1...0xFFFF.
             let udp = UInt32(bigEndian: p.loadUnaligned(fromByteOffset: 38, as: UInt32.self))
-            guard udp & 0xFFFF != 0 else { return 1 }
-            let ulen = Int(udp >> 16)
-            guard ulen >= 8 else { return 1 }
-            return ulen <= total - 20 ? 2 : 1
+                ^ UInt32(truncatingIfNeeded: total &- 20) << 16
+            return udp &- 1 < 0xFFFF ? 2 : 1
         }
+        // Data offset | flags (read only once the frame holds them): a header
+        // that fits, ACK set, no SYN, FIN or RST.
         guard total >= 40 else { return 1 }
-        // Data offset | flags.
         let tcp = Engine.rd16(p, 46)
         let doff = Int(tcp >> 12) * 4
-        // ACK set; no SYN, FIN or RST.
         return doff >= 20 && 20 + doff <= total && tcp & 0x17 == 0x10 ? 2 : 1
     }
 
     /// Passes 1 and 2 for the first `count` frames of `b`.
     public func fastPrepare(_ b: FastBurst, count: Int) {
         // Locals: the stores below could alias the engine's fields.
-        let table = v4, mtu = settings.mtu, vips = vip4
+        let table = v4, mtu = settings.mtu
         let kinds = b.kinds, hashes = b.hashes, candidates = b.candidates, frames = b.frames, lengths = b.lengths
         // The last VIP seen: a burst is mostly traffic to a few. (A 0.0.0.0
         // destination taken for one finds no connection and goes the general way.)
@@ -138,17 +151,19 @@ extension Engine {
             let p = UnsafeRawPointer(frames[k])
             let fast = Engine.fastClass(p, length: lengths[k], mtu: mtu)
             if fast == 0 { kinds[k] = 0; continue }
-            let proto = p.load(fromByteOffset: 23, as: UInt8.self)
+            // A reply's client is its destination; a packet to a VIP's, its source.
             let dst = Engine.rd32(p, 30)
-            let h: UInt32
-            if dst == lastVIP || Engine.isVirtualAddress4(dst, vips) {
+            var client = dst, portAt = 36, kind: UInt8 = 2
+            if dst == lastVIP || Engine.isVirtualAddress4(dst, vip4) {
                 lastVIP = dst
-                kinds[k] = fast == 2 ? 1 : 0
-                h = table.hash4(proto: proto, client: Engine.rd32(p, 26), port: Engine.rd16(p, 34))
-            } else {
-                kinds[k] = fast == 2 ? 2 : 0
-                h = table.hash4(proto: proto, client: dst, port: Engine.rd16(p, 36))
+                client = Engine.rd32(p, 26)
+                portAt = 34
+                kind = 1
             }
+            // A packet for the general path keeps kind 0: only its bucket is prefetched.
+            kinds[k] = fast == 2 ? kind : 0
+            let h = table.hash4(proto: p.load(fromByteOffset: 23, as: UInt8.self), client: client,
+                                port: Engine.rd16(p, portAt))
             hashes[k] = h
             sy_prefetch_read(table.bucketAddress(for: h))
         }
@@ -168,7 +183,7 @@ extension Engine {
                 kinds[k] = 0   // no connection: the general path makes one
                 candidates[k] = 0
             } else {
-                candidates[k] = UInt(kind)   // keys overflowed past this bucket: pass 3 probes
+                candidates[k] = FastBurst.probe(kind: kind)   // keys overflowed past this bucket: pass 3 probes
             }
         }
     }
@@ -189,14 +204,14 @@ extension Engine {
         while k < end {
             let kind = b.kinds[k]
             if kind == 0 { return k }
-            if b.candidates[k] < FastBurst.entryAlignment && !probe(b, k) { return k }
+            if FastBurst.namesNoEntry(b.candidates[k]) && !probe(b, k) { return k }
             let next = kind == 1 ? forwardInbound(b, from: k, to: end, c) : forwardReplies(b, from: k, to: end, c)
             if let e = b.rearmed.pointee {
                 b.rearmed.pointee = nil
                 v4.arm(UInt32((e - c.entries) >> 6), expires: e.load(fromByteOffset: ConnField.expires, as: UInt64.self))
             }
             // Stopped at once on a packet with a candidate: not the fast path's.
-            if next == k && b.candidates[k] >= FastBurst.entryAlignment { return k }
+            if next == k && !FastBurst.namesNoEntry(b.candidates[k]) { return k }
             k = next
         }
         return k
@@ -243,7 +258,7 @@ extension Engine {
             guard c.matches(e, proto: proto, client: p.loadUnaligned(fromByteOffset: 26, as: UInt32.self).bigEndian,
                             cport: p.load(fromByteOffset: 34, as: UInt16.self).bigEndian,
                             addr: dstN.bigEndian, port: dportN.bigEndian, daddrSide: false)
-            else { candidates[k] = 1; break }   // the kind alone: the caller probes
+            else { candidates[k] = FastBurst.probe(kind: 1); break }   // the caller probes
             let method = e.load(fromByteOffset: ConnField.flags, as: UInt16.self) & ConnFlags.fwdMask
             let masq = method == UInt16(ForwardMethod.masq.rawValue)
             // NAT or DR; TCP only while ESTABLISHED.
@@ -282,7 +297,7 @@ extension Engine {
             let client = p.loadUnaligned(fromByteOffset: 30, as: UInt32.self).bigEndian
             guard c.matches(e, proto: proto, client: client, cport: p.load(fromByteOffset: 36, as: UInt16.self).bigEndian,
                             addr: srcN.bigEndian, port: sportN.bigEndian, daddrSide: true)
-            else { candidates[k] = 2; break }   // the kind alone: the caller probes
+            else { candidates[k] = FastBurst.probe(kind: 2); break }   // the caller probes
             let f = e.load(fromByteOffset: ConnField.flags, as: UInt16.self)
             guard f & ConnFlags.fwdMask == UInt16(ForwardMethod.masq.rawValue), f & ConnFlags.noOutput == 0,
                   proto == 17 || e.load(fromByteOffset: ConnField.state, as: UInt8.self) == TCPState.established.rawValue,
@@ -388,7 +403,6 @@ struct FastContext {
     let destRoutes: UnsafeMutablePointer<DestRoute>
     let destStats: UnsafeMutablePointer<StatsCounters>
     let serviceStats: UnsafeMutablePointer<StatsCounters>
-    let maxIDs: Int
     let tcpMs: UInt32
     let udpMs: UInt32
     /// Expiry (µs) of an ESTABLISHED TCP connection / a UDP one seen now.
@@ -401,7 +415,6 @@ struct FastContext {
         destRoutes = engine.destRoutes
         destStats = engine.destStats
         serviceStats = engine.serviceStats
-        maxIDs = engine.maxIDs
         tcpMs = engine.timeoutsMs[Int(TCPState.established.rawValue)]
         udpMs = engine.timeoutsMs[TCPState.count]
         tcpExpires = engine.now &+ UInt64(tcpMs) &* 1000
@@ -438,12 +451,13 @@ struct FastContext {
     /// entry's dest is available (false: not the fast path's packet).
     @inline(__always)
     func account(_ e: UnsafeMutableRawPointer, _ p: UnsafeRawPointer, proto: UInt8, inbound: Bool) -> Bool {
-        let destID = Int(e.load(fromByteOffset: ConnField.destID, as: UInt32.self))
-        guard destID < maxIDs, destRoutes[destID].available else { return false }
+        // Ids are below IPVSTable.idLimit (the mask only keeps a corrupt entry in bounds).
+        let destID = Int(e.load(fromByteOffset: ConnField.destID, as: UInt32.self) & (IPVSTable.idLimit - 1))
+        guard destRoutes[destID].available else { return false }
         let bytes = UInt64(UInt16(bigEndian: p.load(fromByteOffset: 16, as: UInt16.self)))
         destStats[destID].add(bytes: bytes, inbound: inbound)
-        let sid = Int(e.load(fromByteOffset: ConnField.serviceID, as: UInt32.self))
-        if sid < maxIDs { serviceStats[sid].add(bytes: bytes, inbound: inbound) }
+        let sid = Int(e.load(fromByteOffset: ConnField.serviceID, as: UInt32.self) & (IPVSTable.idLimit - 1))
+        serviceStats[sid].add(bytes: bytes, inbound: inbound)
         return true
     }
 

@@ -20,6 +20,9 @@ public enum StatsOwner {
 }
 
 public final class IPVSTable {
+    /// Service and dest ids are below this (an ENOMEM beyond): the data
+    /// plane's per-id arrays have this many slots and index them unchecked.
+    public static let idLimit: UInt32 = 1 << 16
     /// 2^8 buckets for each of the two service hash tables.
     public static let serviceTableBits = 8
     public static let serviceTableSize = 1 << 8
@@ -231,7 +234,8 @@ public final class IPVSTable {
     }
 
     /// `-A`. Errors: .fault (protocol), .exists, .notFound (scheduler or
-    /// persistence engine), .invalid (IPv6 prefix length outside 1..128).
+    /// persistence engine), .invalid (IPv6 prefix length outside 1..128),
+    /// .noMemory (every service id is taken).
     @discardableResult
     public func addService(_ spec: ServiceSpec) throws(IPVSError) -> Service {
         try IPVSTable.checkProtocol(spec.key)
@@ -239,7 +243,8 @@ public final class IPVSTable {
         try IPVSTable.checkSchedulerAndEngine(spec)
         let mask = try IPVSTable.netmask(for: spec)
 
-        let svc = Service(key: spec.key, id: serviceIds.allocate(), schedulerName: spec.scheduler,
+        guard let id = serviceIds.allocate() else { throw .noMemory }
+        let svc = Service(key: spec.key, id: id, schedulerName: spec.scheduler,
                           flags: spec.flags.subtracting(.hashed), timeout: spec.timeout, netmask: mask)
         svc.persistenceEngine = spec.persistenceEngine.flatMap { $0.isEmpty ? nil : $0 }
         svc.scheduler = Schedulers.make(spec.scheduler, for: svc)
@@ -342,9 +347,9 @@ public final class IPVSTable {
 
     /// `-a`. Errors: .noSuchService, .range (weight < 0, lower > upper
     /// threshold), .invalid (GUE without port, mixed family without
-    /// tunnelling), .exists. The dest goes to the head of the list; one of
-    /// the same <addr, port> waiting in the trash for this service key comes
-    /// back with its counters.
+    /// tunnelling), .exists, .noMemory (every dest id is taken). The dest
+    /// goes to the head of the list; one of the same <addr, port> waiting in
+    /// the trash for this service key comes back with its counters.
     @discardableResult
     public func addDest(to key: ServiceKey, _ spec: DestSpec) throws(IPVSError) -> Dest {
         guard let svc = service(for: key) else { throw .noSuchService }
@@ -361,7 +366,8 @@ public final class IPVSTable {
             update(dest, spec, in: svc, add: true)
             if let o = oldOwner, o !== svc { releaseServiceIfUnused(o) }
         } else {
-            dest = Dest(addr: spec.addr, port: spec.port, id: destIds.allocate(), forward: spec.forward,
+            guard let id = destIds.allocate() else { throw .noMemory }
+            dest = Dest(addr: spec.addr, port: spec.port, id: id, forward: spec.forward,
                         weight: spec.weight, upperThreshold: spec.upperThreshold,
                         lowerThreshold: spec.lowerThreshold, tunnelType: spec.tunnelType,
                         tunnelPort: spec.tunnelPort, tunnelFlags: spec.tunnelFlags)
@@ -594,15 +600,18 @@ public final class IPVSTable {
     }
 }
 
-/// Small ids, lowest free first, starting at 1 (0 is never handed out).
+/// Small ids, lowest free first, starting at 1 (0 is never handed out),
+/// all below `IPVSTable.idLimit`.
 struct IdAllocator {
     private var next: UInt32 = 1
     private var free: [UInt32] = []
 
-    mutating func allocate() -> UInt32 {
+    /// nil when every id below the limit is taken.
+    mutating func allocate() -> UInt32? {
         if let i = free.indices.min(by: { free[$0] < free[$1] }) {
             return free.remove(at: i)
         }
+        guard next < IPVSTable.idLimit else { return nil }
         defer { next += 1 }
         return next
     }

@@ -201,7 +201,7 @@ final class FastPathTests: XCTestCase {
                 burst.lengths[k] = m.count
             }
             fast.fastPrepare(burst, count: buffers.count)
-            for k in 0..<buffers.count where burst.kinds[k] != 0 && burst.candidates[k] < FastBurst.entryAlignment { probes += 1 }
+            for k in 0..<buffers.count where burst.kinds[k] != 0 && FastBurst.namesNoEntry(burst.candidates[k]) { probes += 1 }
             var k = 0
             while k < buffers.count {
                 let stop = fast.fastForward(burst, from: k, to: buffers.count, now: now)

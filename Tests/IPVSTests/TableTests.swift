@@ -127,6 +127,26 @@ final class TableTests: XCTestCase {
         XCTAssertTrue(t.service(id: 1) === c)
     }
 
+    /// Ids stay below IPVSTable.idLimit (the data plane indexes per-id
+    /// arrays with them unchecked): one more is ENOMEM, and a freed id is
+    /// handed out again.
+    func testIdsStopAtTheLimit() throws {
+        let t = IPVSTable()
+        let n = Int(IPVSTable.idLimit) - 1   // ids 1...65535
+        let key = { (i: Int) in T.tcpKey("10.\(i >> 16).\((i >> 8) & 255).\(i & 255)", 80) }
+        var last = UInt32(0)
+        for i in 0..<n { last = try t.addService(spec(key(i), "rr")).id }
+        XCTAssertEqual(last, IPVSTable.idLimit - 1)
+        assertThrows(.noMemory) { try t.addService(spec(key(n), "rr")) }
+        XCTAssertNil(t.service(for: key(n)))
+        try t.deleteService(key(7))
+        XCTAssertEqual(try t.addService(spec(key(n), "rr")).id, 8)
+
+        for i in 0...n where i != 7 { try t.addDest(to: key(i), destSpec("192.168.0.1")) }   // n dests
+        assertThrows(.noMemory) { try t.addDest(to: key(0), destSpec("192.168.0.2")) }
+        XCTAssertEqual(t.service(for: key(0))?.dests.count, 1)
+    }
+
     // MARK: hash order (--nosort)
 
     func testServiceHashOrder() throws {
