@@ -231,7 +231,7 @@ public final class Balancer: BurstProcessor {
             if !tx.vlanEnabled {
                 while j < end {
                     let hop = hops[j]
-                    let slot = cache + Balancer.hopSlot(IPAddress(v4: hop))
+                    let slot = cache + Balancer.hopSlot4(hop)
                     let port = Int(slot.pointee.port)
                     let n = counts[port]
                     guard slot.pointee.lo == UInt64(hop) && slot.pointee.hi == 0 && slot.pointee.version == version,
@@ -245,7 +245,7 @@ public final class Balancer: BurstProcessor {
             }
             // The rest, one packet: a full buffer is flushed, a missing next hop resolved, a VLAN tag set.
             let m = pkts[j].unsafelyUnwrapped, hop = hops[j]
-            let slot = cache + Balancer.hopSlot(IPAddress(v4: hop))
+            let slot = cache + Balancer.hopSlot4(hop)
             if slot.pointee.lo == UInt64(hop) && slot.pointee.hi == 0 && slot.pointee.version == version {
                 slot.pointee.writeAddresses(frames[j])
                 tx.add(m, port: slot.pointee.port, counters: counters)
@@ -266,8 +266,13 @@ public final class Balancer: BurstProcessor {
 
     @inline(__always)
     static func hopSlot(_ a: IPAddress) -> Int {
-        Int(truncatingIfNeeded: ((a.lo ^ (a.hi &* 31)) &* 0x9E37_79B9_7F4A_7C15) >> UInt64(64 - hopCacheBits))
+        a.hi == 0 ? hopSlot4(UInt32(truncatingIfNeeded: a.lo))
+                  : Int(truncatingIfNeeded: ((a.lo ^ (a.hi &* 31)) &* 0x9E37_79B9_7F4A_7C15) >> UInt64(64 - hopCacheBits))
     }
+
+    /// `hopSlot` of an IPv4 address (hi == 0), with a 32-bit multiply.
+    @inline(__always)
+    static func hopSlot4(_ v: UInt32) -> Int { Int(truncatingIfNeeded: (v &* 0x9E37_79B1) >> UInt32(32 - hopCacheBits)) }
 
     /// Traffic that is not the balancer's: to the host kernel through the
     /// exception path when there is one; without it, bridged unchanged to the

@@ -173,10 +173,11 @@ public struct ConnTable {
 
     @inline(__always)
     public func hash(proto: UInt8, client: IPAddress, port: UInt16) -> UInt32 {
-        mix(client.lo ^ (client.hi &* 0x9E37_79B9_7F4A_7C15), proto: proto, port: port)
+        client.isV4 ? hash4(proto: proto, client: client.v4, port: port)
+                    : mix(client.lo ^ (client.hi &* 0x9E37_79B9_7F4A_7C15), proto: proto, port: port)
     }
 
-    /// The key mixer both hashes share (an IPv4 client is `hi == 0`).
+    /// The key mixer both families share.
     @inline(__always)
     func mix(_ address: UInt64, proto: UInt8, port: UInt16) -> UInt32 {
         // An IPv4 key (address, port, protocol) fits in 64 bits as it is; two
@@ -249,6 +250,14 @@ public struct ConnTable {
     /// The same hash as `hash(proto:client:port:)` for an IPv4 client.
     @inline(__always)
     public func hash4(proto: UInt8, client: UInt32, port: UInt16) -> UInt32 {
+        hashFrame4(proto: proto, client: client.bigEndian, port: port.bigEndian)
+    }
+
+    /// `hash4` of the client address and port as they lie in a frame
+    /// (network order, loaded as they are): IPv4 keys are hashed in that
+    /// order, so the fast path hashes a frame with no byte swaps.
+    @inline(__always)
+    public func hashFrame4(proto: UInt8, client: UInt32, port: UInt16) -> UInt32 {
         mix(UInt64(client), proto: proto, port: port)
     }
 

@@ -67,11 +67,15 @@ public struct FastBurst {
     @inline(__always)
     static func namesNoEntry(_ word: UInt) -> Bool { word < entryAlignment }
 
-    /// The entry a candidate word names, if the packet is of `kind` and has one.
+    /// Whether a candidate word names an entry for a packet of `kind`.
     @inline(__always)
-    static func entry(_ word: UInt, kind: UInt) -> UnsafeMutableRawPointer? {
-        guard word & (entryAlignment - 1) == kind else { return nil }
-        return UnsafeMutableRawPointer(bitPattern: word &- kind).unsafelyUnwrapped   // never 0: probe words differ
+    static func namesEntry(_ word: UInt, kind: UInt) -> Bool { word & (entryAlignment - 1) == kind }
+
+    /// The entry of a word for which `namesEntry(word, kind:)` holds (never
+    /// 0: probe words have other low bits).
+    @inline(__always)
+    static func entry(_ word: UInt, kind: UInt) -> UnsafeMutableRawPointer {
+        UnsafeMutableRawPointer(bitPattern: word &- kind).unsafelyUnwrapped
     }
 
     public init(capacity: Int) {
@@ -151,19 +155,21 @@ extension Engine {
             let p = UnsafeRawPointer(frames[k])
             let fast = Engine.fastClass(p, length: lengths[k], mtu: mtu)
             if fast == 0 { kinds[k] = 0; continue }
-            // A reply's client is its destination; a packet to a VIP's, its source.
-            let dst = Engine.rd32(p, 30)
-            var client = dst, portAt = 36, kind: UInt8 = 2
+            // A reply's client is its destination; a packet to a VIP's, its
+            // source. (Hashed as they lie in the frame: see hashFrame4.)
+            let dstN = p.loadUnaligned(fromByteOffset: 30, as: UInt32.self)
+            let dst = UInt32(bigEndian: dstN)
+            var client = dstN, portAt = 36, kind: UInt8 = 2
             if dst == lastVIP || Engine.isVirtualAddress4(dst, vip4) {
                 lastVIP = dst
-                client = Engine.rd32(p, 26)
+                client = p.loadUnaligned(fromByteOffset: 26, as: UInt32.self)
                 portAt = 34
                 kind = 1
             }
             // A packet for the general path keeps kind 0: only its bucket is prefetched.
             kinds[k] = fast == 2 ? kind : 0
-            let h = table.hash4(proto: p.load(fromByteOffset: 23, as: UInt8.self), client: client,
-                                port: Engine.rd16(p, portAt))
+            let h = table.hashFrame4(proto: p.load(fromByteOffset: 23, as: UInt8.self), client: client,
+                                     port: p.loadUnaligned(fromByteOffset: portAt, as: UInt16.self))
             hashes[k] = h
             sy_prefetch_read(table.bucketAddress(for: h))
         }
@@ -248,16 +254,12 @@ extension Engine {
         var k = start
         while k < end {
             // An inbound packet with a candidate entry, else the run ends (see fastForward).
-            guard let e = FastBurst.entry(candidates[k], kind: 1) else { break }
+            let word = candidates[k]
+            guard FastBurst.namesEntry(word, kind: 1) else { break }
+            let e = FastBurst.entry(word, kind: 1)
             let p = frames[k]
             let proto = p.load(fromByteOffset: 23, as: UInt8.self)
-            // Addresses and ports as they are in the frame (network order):
-            // the checksum arithmetic below works in that order too.
-            let dstN = p.loadUnaligned(fromByteOffset: 30, as: UInt32.self)
-            let dportN = p.load(fromByteOffset: 36, as: UInt16.self)
-            guard c.matches(e, proto: proto, client: p.loadUnaligned(fromByteOffset: 26, as: UInt32.self).bigEndian,
-                            cport: p.load(fromByteOffset: 34, as: UInt16.self).bigEndian,
-                            addr: dstN.bigEndian, port: dportN.bigEndian, daddrSide: false)
+            guard FastContext.matchesInbound(e, p, proto: proto)
             else { candidates[k] = FastBurst.probe(kind: 1); break }   // the caller probes
             let method = e.load(fromByteOffset: ConnField.flags, as: UInt16.self) & ConnFlags.fwdMask
             let masq = method == UInt16(ForwardMethod.masq.rawValue)
@@ -268,8 +270,10 @@ extension Engine {
             let refile = c.rearm(e, proto: proto)
             let daddr = e.load(fromByteOffset: ConnField.addresses + 8, as: UInt32.self)
             if masq {
-                // The destination becomes the real server's address and port.
-                Engine.natRewrite(p, addressAt: 30, portAt: 36, from: dstN, dportN, to: daddr.bigEndian,
+                // The destination becomes the real server's address and port
+                // (old and new values raw: the checksum arithmetic works in network order).
+                Engine.natRewrite(p, addressAt: 30, portAt: 36, from: p.loadUnaligned(fromByteOffset: 30, as: UInt32.self),
+                                  p.load(fromByteOffset: 36, as: UInt16.self), to: daddr.bigEndian,
                                   e.load(fromByteOffset: ConnField.dport, as: UInt16.self).bigEndian, proto: proto)
             } else {
                 // LVS/DR: the IP header is unchanged but for the TTL.
@@ -289,7 +293,9 @@ extension Engine {
         let frames = b.frames, candidates = b.candidates, hops = b.nextHops
         var k = start
         while k < end {
-            guard let e = FastBurst.entry(candidates[k], kind: 2) else { break }
+            let word = candidates[k]
+            guard FastBurst.namesEntry(word, kind: 2) else { break }
+            let e = FastBurst.entry(word, kind: 2)
             let p = frames[k]
             let proto = p.load(fromByteOffset: 23, as: UInt8.self)
             let srcN = p.loadUnaligned(fromByteOffset: 26, as: UInt32.self)
@@ -436,6 +442,20 @@ struct FastContext {
             && e.load(fromByteOffset: addrOff, as: UInt32.self) == addr
             && e.load(fromByteOffset: ConnField.cport, as: UInt16.self) == cport
             && e.load(fromByteOffset: portOff, as: UInt16.self) == port
+            && e.load(fromByteOffset: ConnField.proto, as: UInt8.self) == proto
+            && FastContext.usable(e)
+    }
+
+    /// `matches` for a client -> VIP packet at p: <client, VIP> and <cport,
+    /// vport> lie side by side in the frame and in the entry (as host-order
+    /// fields, low first), so each pair is one compare.
+    @inline(__always)
+    static func matchesInbound(_ e: UnsafeRawPointer, _ p: UnsafeRawPointer, proto: UInt8) -> Bool {
+        let addresses = UInt64(bigEndian: p.loadUnaligned(fromByteOffset: 26, as: UInt64.self))   // src << 32 | dst
+        let ports = UInt32(bigEndian: p.loadUnaligned(fromByteOffset: 34, as: UInt32.self))        // sport << 16 | dport
+        return UInt64(littleEndian: e.loadUnaligned(fromByteOffset: ConnField.addresses, as: UInt64.self))
+                == (addresses << 32 | addresses >> 32)
+            && UInt32(littleEndian: e.load(fromByteOffset: ConnField.cport, as: UInt32.self)) == (ports << 16 | ports >> 16)
             && e.load(fromByteOffset: ConnField.proto, as: UInt8.self) == proto
             && FastContext.usable(e)
     }
