@@ -234,7 +234,7 @@ public final class Balancer: BurstProcessor {
                     let slot = cache + Balancer.hopSlot4(hop)
                     let port = Int(slot.pointee.port)
                     let n = counts[port]
-                    guard slot.pointee.lo == UInt64(hop) && slot.pointee.hi == 0 && slot.pointee.version == version,
+                    guard slot.pointee.lo == UInt64(hop) && slot.pointee.version == version,   // IPv4: see HopCacheEntry.tag
                           n != capacity else { break }
                     slot.pointee.writeAddresses(frames[j])
                     slots[port &* capacity &+ n] = pkts[j]
@@ -246,7 +246,7 @@ public final class Balancer: BurstProcessor {
             // The rest, one packet: a full buffer is flushed, a missing next hop resolved, a VLAN tag set.
             let m = pkts[j].unsafelyUnwrapped, hop = hops[j]
             let slot = cache + Balancer.hopSlot4(hop)
-            if slot.pointee.lo == UInt64(hop) && slot.pointee.hi == 0 && slot.pointee.version == version {
+            if slot.pointee.lo == UInt64(hop) && slot.pointee.version == version {
                 slot.pointee.writeAddresses(frames[j])
                 tx.add(m, port: slot.pointee.port, counters: counters)
             } else {
@@ -301,7 +301,8 @@ public final class Balancer: BurstProcessor {
         let slot = hopCache + Balancer.hopSlot(dst)
         let version = router.neighbours.version.load(ordering: .relaxed)
         let port: UInt16
-        if slot.pointee.version == version && slot.pointee.hi == dst.hi && slot.pointee.lo == dst.lo
+        let tag = HopCacheEntry.tag(version, v6: !dst.isV4)
+        if slot.pointee.version == tag && slot.pointee.hi == dst.hi && slot.pointee.lo == dst.lo
             && !resolver.waiting {
             port = slot.pointee.port
             slot.pointee.writeAddresses(p)
@@ -318,7 +319,7 @@ public final class Balancer: BurstProcessor {
             }
             port = e.port
             let src = router.mac(of: port)
-            slot.pointee = HopCacheEntry(hi: dst.hi, lo: dst.lo, version: version, mac: mac, source: src, port: port)
+            slot.pointee = HopCacheEntry(hi: dst.hi, lo: dst.lo, version: tag, mac: mac, source: src, port: port)
             Ethernet.setAddresses(p, destination: mac, source: src)
         }
         let e = (port: port, nextHop: dst)
@@ -427,13 +428,19 @@ public final class Balancer: BurstProcessor {
     }
 }
 
-/// One cached next hop (IPv4 and IPv6 alike; the family is implied by hi/lo
-/// since an IPv4 address has hi == 0 and IPv6 addresses with hi == 0 are not
-/// routable next hops). An empty slot has a version no table ever reaches.
+/// One cached next hop, IPv4 or IPv6. An empty slot has a version no table
+/// ever reaches.
 struct HopCacheEntry {
     var hi: UInt64 = 0
     var lo: UInt64 = 0
+    /// `tag(version, v6:)` of the neighbour table's version when it was cached.
     var version: UInt64 = UInt64.max
+
+    /// The version with the top bit set for an IPv6 next hop (versions never
+    /// get there): an IPv4 lookup (hi is 0) then compares the address's low
+    /// word and the version, and can never take an IPv6 entry for its own.
+    @inline(__always)
+    static func tag(_ version: UInt64, v6: Bool) -> UInt64 { v6 ? version | 1 << 63 : version }
     /// The frame's first 12 bytes (destination and source MAC) as they are
     /// written: two stores per packet.
     var head: UInt64 = 0
