@@ -122,19 +122,22 @@ extension Engine {
         let proto = UInt8(truncatingIfNeeded: fragWord)
         // Not a fragment (MF clear, offset 0): a fragment's bucket is not
         // worth prefetching, the general path reassembles or passes it.
-        guard type >> 8 == 0x08_0045, fragWord & 0x3FFF_0000 == 0, proto == 6 || proto == 17 else { return 0 }
+        guard type >> 8 == 0x08_0045, fragWord & 0x3FFF_0000 == 0 else { return 0 }
         let total = Int(UInt16(bigEndian: p.loadUnaligned(fromByteOffset: 16, as: UInt16.self)))
         // TTL >= 2; 28 <= total <= the frame's IP bytes (one unsigned compare:
         // length >= 42); within the MTU.
-        guard fragWord & 0xFE00 != 0, UInt(bitPattern: total &- 28) <= UInt(bitPattern: length &- 42), total <= mtu
-        else { return 1 }
+        let fits = fragWord & 0xFE00 != 0 && UInt(bitPattern: total &- 28) <= UInt(bitPattern: length &- 42)
+            && total <= mtu
         if proto == 17 {
+            guard fits else { return 1 }
             // UDP length | checksum: the length is the IP payload's and the
             // checksum is not 0, that is (length ^ payload) << 16 | checksum in 1...0xFFFF.
             let udp = UInt32(bigEndian: p.loadUnaligned(fromByteOffset: 38, as: UInt32.self))
                 ^ UInt32(truncatingIfNeeded: total &- 20) << 16
             return udp &- 1 < 0xFFFF ? 2 : 1
         }
+        guard proto == 6 else { return 0 }
+        guard fits else { return 1 }
         // Data offset | flags (read only once the frame holds them): a header
         // that fits, ACK set, no SYN, FIN or RST.
         guard total >= 40 else { return 1 }
