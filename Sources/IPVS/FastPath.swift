@@ -304,8 +304,9 @@ extension Engine {
             let srcN = p.loadUnaligned(fromByteOffset: 26, as: UInt32.self)
             let sportN = p.load(fromByteOffset: 34, as: UInt16.self)
             let client = p.loadUnaligned(fromByteOffset: 30, as: UInt32.self).bigEndian
-            guard c.matches(e, proto: proto, client: client, cport: p.load(fromByteOffset: 36, as: UInt16.self).bigEndian,
-                            addr: srcN.bigEndian, port: sportN.bigEndian, daddrSide: true)
+            guard c.matchesReply(e, proto: proto, client: client,
+                                 cport: p.load(fromByteOffset: 36, as: UInt16.self).bigEndian,
+                                 daddr: srcN.bigEndian, dport: sportN.bigEndian)
             else { candidates[k] = FastBurst.probe(kind: 2); break }   // the caller probes
             let f = e.load(fromByteOffset: ConnField.flags, as: UInt16.self)
             guard f & ConnFlags.fwdMask == UInt16(ForwardMethod.masq.rawValue), f & ConnFlags.noOutput == 0,
@@ -434,24 +435,23 @@ struct FastContext {
     @inline(__always) func entry(_ i: UInt32) -> UnsafeMutableRawPointer { entries + Int(i) &<< 6 }
 
     /// Whether entry e is a live connection (not a template, not being
-    /// removed) for this key: pass 2's candidate may have expired, been
-    /// replaced or reused since.
+    /// removed) for this reply's key <client, cport, daddr, dport> (host
+    /// order): pass 2's candidate may have expired, been replaced or reused since.
     @inline(__always)
-    func matches(_ e: UnsafeRawPointer, proto: UInt8, client: UInt32, cport: UInt16, addr: UInt32, port: UInt16,
-                 daddrSide: Bool) -> Bool {
-        let portOff = daddrSide ? ConnField.dport : ConnField.vport
-        let addrOff = ConnField.addresses + (daddrSide ? 8 : 4)
-        return e.load(fromByteOffset: ConnField.addresses, as: UInt32.self) == client
-            && e.load(fromByteOffset: addrOff, as: UInt32.self) == addr
+    func matchesReply(_ e: UnsafeRawPointer, proto: UInt8, client: UInt32, cport: UInt16, daddr: UInt32,
+                      dport: UInt16) -> Bool {
+        e.load(fromByteOffset: ConnField.addresses, as: UInt32.self) == client
+            && e.load(fromByteOffset: ConnField.addresses + 8, as: UInt32.self) == daddr
             && e.load(fromByteOffset: ConnField.cport, as: UInt16.self) == cport
-            && e.load(fromByteOffset: portOff, as: UInt16.self) == port
+            && e.load(fromByteOffset: ConnField.dport, as: UInt16.self) == dport
             && e.load(fromByteOffset: ConnField.proto, as: UInt8.self) == proto
             && FastContext.usable(e)
     }
 
-    /// `matches` for a client -> VIP packet at p: <client, VIP> and <cport,
-    /// vport> lie side by side in the frame and in the entry (as host-order
-    /// fields, low first), so each pair is one compare.
+    /// The same test for a client -> VIP packet at p, key <client, cport,
+    /// vaddr, vport>: <client, VIP> and <cport, vport> lie side by side in the
+    /// frame and in the entry (as host-order fields, low first), so each pair
+    /// is one compare.
     @inline(__always)
     static func matchesInbound(_ e: UnsafeRawPointer, _ p: UnsafeRawPointer, proto: UInt8) -> Bool {
         let addresses = UInt64(bigEndian: p.loadUnaligned(fromByteOffset: 26, as: UInt64.self))   // src << 32 | dst
