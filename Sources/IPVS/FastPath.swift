@@ -264,10 +264,11 @@ extension Engine {
             let proto = p.load(fromByteOffset: 23, as: UInt8.self)
             guard FastContext.matchesInbound(e, p, proto: proto)
             else { candidates[k] = FastBurst.probe(kind: 1); break }   // the caller probes
-            let method = e.load(fromByteOffset: ConnField.flags, as: UInt16.self) & ConnFlags.fwdMask
-            let masq = method == UInt16(ForwardMethod.masq.rawValue)
-            // NAT or DR; TCP only while ESTABLISHED.
-            guard masq || method == UInt16(ForwardMethod.droute.rawValue),
+            // A live connection (see usable), NAT or DR, in one test per
+            // method; TCP only while ESTABLISHED. (Not live: the general path's.)
+            let f = e.load(fromByteOffset: ConnField.flags, as: UInt16.self) & FastContext.liveMethodMask
+            let masq = f == ConnFlags.inUse | UInt16(ForwardMethod.masq.rawValue)
+            guard masq || f == ConnFlags.inUse | UInt16(ForwardMethod.droute.rawValue),
                   proto == 17 || e.load(fromByteOffset: ConnField.state, as: UInt8.self) == TCPState.established.rawValue,
                   c.account(e, p, proto: proto, inbound: true) else { break }
             let refile = c.rearm(e, proto: proto)
@@ -448,10 +449,11 @@ struct FastContext {
             && FastContext.usable(e)
     }
 
-    /// The same test for a client -> VIP packet at p, key <client, cport,
-    /// vaddr, vport>: <client, VIP> and <cport, vport> lie side by side in the
-    /// frame and in the entry (as host-order fields, low first), so each pair
-    /// is one compare.
+    /// Whether entry e has the key of a client -> VIP packet at p, <client,
+    /// cport, vaddr, vport> (whether it is live is the caller's test, with the
+    /// method: see liveMethodMask). <client, VIP> and <cport, vport> lie side
+    /// by side in the frame and in the entry (as host-order fields, low
+    /// first), so each pair is one compare.
     @inline(__always)
     static func matchesInbound(_ e: UnsafeRawPointer, _ p: UnsafeRawPointer, proto: UInt8) -> Bool {
         let addresses = UInt64(bigEndian: p.loadUnaligned(fromByteOffset: 26, as: UInt64.self))   // src << 32 | dst
@@ -460,8 +462,11 @@ struct FastContext {
                 == (addresses << 32 | addresses >> 32)
             && UInt32(littleEndian: e.load(fromByteOffset: ConnField.cport, as: UInt32.self)) == (ports << 16 | ports >> 16)
             && e.load(fromByteOffset: ConnField.proto, as: UInt8.self) == proto
-            && FastContext.usable(e)
     }
+
+    /// The flags that make an entry usable, and its method: masked with
+    /// this, a live connection's flags are inUse | method.
+    static let liveMethodMask = ConnFlags.inUse | ConnFlags.template | ConnFlags.dying | ConnFlags.fwdMask
 
     /// In use, not a template, not being removed.
     @inline(__always)
