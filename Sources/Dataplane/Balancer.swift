@@ -45,6 +45,8 @@ public final class Balancer: BurstProcessor {
     let hasExceptionPath: Bool
     /// Send gratuitous ARP / unsolicited NA for VIPs (worker 0 only).
     let announces: Bool
+    /// Each port's IPv4 address as the LVS/TUN outer source, host order (0: none).
+    let tunnelSource4: UnsafeMutablePointer<UInt32>
 
     public init(engine: Engine, router: Router, pool: OpaquePointer, pairs: [UInt16: UInt16],
                 reasons: UnsafeMutablePointer<UInt64>, options: Options, steering: Steering?, workerIndex: Int,
@@ -65,6 +67,10 @@ public final class Balancer: BurstProcessor {
         announces = workerIndex == 0 && options.gratuitousARP
         self.engine = engine
         self.router = router
+        tunnelSource4 = .allocate(capacity: Int(RTE_MAX_ETHPORTS))
+        for port in 0..<Int(RTE_MAX_ETHPORTS) {
+            tunnelSource4[port] = router.address(of: UInt16(port), family: .inet)?.v4 ?? 0
+        }
         self.pool = pool
         peer = .allocate(capacity: Int(RTE_MAX_ETHPORTS))
         for i in 0..<Int(RTE_MAX_ETHPORTS) { peer[i] = pairs[UInt16(i)] ?? UInt16(i) }
@@ -109,7 +115,11 @@ public final class Balancer: BurstProcessor {
             let stop = engine.fastForward(b, from: k, to: packetClock ? k + 1 : count, now: now)
             if stop > k {
                 counters.pointee.lbInPackets &+= UInt64(stop - k)
-                sendFast(pkts, from: k, to: stop, tx: &tx, counters: counters)
+                if b.tunnels.pointee == 0 {
+                    sendFast(pkts, from: k, to: stop, tx: &tx, counters: counters)
+                } else {
+                    sendWithTunnels(pkts, from: k, to: stop, tx: &tx, counters: counters)
+                }
                 k = stop
                 continue
             }
@@ -357,6 +367,7 @@ public final class Balancer: BurstProcessor {
     func tunnel(_ m: OpaquePointer, _ p: UnsafeMutableRawPointer, _ info: PacketInfo, _ v: Verdict,
                          tx: inout TxBuffers, counters: UnsafeMutablePointer<WorkerCounters>) {
         let route = engine.destRoutes[Int(v.destID)]
+        let version = router.neighbours.version.load(ordering: .relaxed)
         let e = router.egress(for: v.nextHop)
         guard let src = router.address(of: e.port, family: v.nextHop.family) else {
             counters.pointee.dropped &+= 1
@@ -385,6 +396,10 @@ public final class Balancer: BurstProcessor {
             return
         }
         Ethernet.setAddresses(start, destination: mac, source: router.mac(of: e.port))
+        // The server's next hop, for the fast path's encapsulation (TunnelEgress.swift).
+        hopCache[Balancer.hopSlot(v.nextHop)] = HopCacheEntry(
+            hi: v.nextHop.hi, lo: v.nextHop.lo, version: HopCacheEntry.tag(version, v6: !v.nextHop.isV4), mac: mac,
+            source: router.mac(of: e.port), port: e.port)
         if newLen - info.l3Offset > mtu {
             // Only a packet without DF gets here (the engine answered the others
             // with fragmentation needed): the outer IPv4 packet leaves in fragments.

@@ -35,7 +35,8 @@ public struct FastBurst {
     /// Each packet's frame (Ethernet header first) and its length in bytes.
     public let frames: UnsafeMutablePointer<UnsafeMutableRawPointer>
     public let lengths: UnsafeMutablePointer<Int>
-    /// 0: not a fast-path candidate; 1: client -> VIP; 2: a possible NAT reply.
+    /// 0: not a fast-path candidate; 1: client -> VIP; 2: a possible NAT
+    /// reply; once forwarded, `tunnelled` for a packet the caller encapsulates.
     let kinds: UnsafeMutablePointer<UInt8>
     /// The index hash of the packet's client endpoint.
     let hashes: UnsafeMutablePointer<UInt32>
@@ -45,8 +46,19 @@ public struct FastBurst {
     /// when the home bucket named none (pass 3 probes); 0 for a packet that
     /// is not a candidate.
     let candidates: UnsafeMutablePointer<UInt>
-    /// Pass 3's verdicts: each forwarded packet's host-order IPv4 next hop.
+    /// Pass 3's verdicts: each forwarded packet's host-order IPv4 next hop
+    /// or, for a packet whose kind became `tunnelled`, its dest id.
     public let nextHops: UnsafeMutablePointer<UInt32>
+    /// How many packets of the last fastForward are `tunnelled`.
+    public let tunnels: UnsafeMutablePointer<Int>
+
+    /// The kind of a packet that fastForward forwarded by LVS/TUN: the
+    /// caller encapsulates it (FastBurst.isTunnelled).
+    public static let tunnelled: UInt8 = 3
+
+    /// Whether fastForward left packet k for the caller to encapsulate.
+    @inline(__always)
+    public func isTunnelled(_ k: Int) -> Bool { kinds[k] == FastBurst.tunnelled }
     /// An entry whose expiry moved earlier and that the run left for
     /// re-filing on the timer wheel.
     let rearmed: UnsafeMutablePointer<UnsafeMutableRawPointer?>
@@ -87,13 +99,15 @@ public struct FastBurst {
         hashes = .allocate(capacity: capacity)
         candidates = .allocate(capacity: capacity)
         nextHops = .allocate(capacity: capacity)
+        tunnels = .allocate(capacity: 1)
+        tunnels.initialize(to: 0)
         rearmed = .allocate(capacity: 1)
         rearmed.initialize(to: nil)
     }
 
     public func deallocate() {
         frames.deallocate(); lengths.deallocate(); kinds.deallocate(); hashes.deallocate(); candidates.deallocate()
-        nextHops.deallocate(); rearmed.deallocate()
+        nextHops.deallocate(); tunnels.deallocate(); rearmed.deallocate()
     }
 }
 
@@ -206,6 +220,7 @@ extension Engine {
     public func fastForward(_ b: FastBurst, from start: Int, to end: Int, now t: UInt64) -> Int {
         if t != now { advance(to: t) }
         let c = FastContext(self)
+        b.tunnels.pointee = 0
         var k = start
         // Runs of one direction at a time, each a tight loop of its own with
         // no calls in it: what needs one (the full probe, a re-filing on the
@@ -214,7 +229,9 @@ extension Engine {
             let kind = b.kinds[k]
             if kind == 0 { return k }
             if FastBurst.namesNoEntry(b.candidates[k]) && !probe(b, k) { return k }
-            let next = kind == 1 ? forwardInbound(b, from: k, to: end, c) : forwardReplies(b, from: k, to: end, c)
+            var next = kind == 1 ? forwardInbound(b, from: k, to: end, c) : forwardReplies(b, from: k, to: end, c)
+            // LVS/TUN runs have a loop of their own (leaving NAT's and DR's alone).
+            if next == k && kind == 1 { next = forwardTunnels(b, from: k, to: end, c) }
             if let e = b.rearmed.pointee {
                 b.rearmed.pointee = nil
                 v4.arm(UInt32((e - c.entries) >> 6), expires: e.load(fromByteOffset: ConnField.expires, as: UInt64.self))
@@ -284,6 +301,44 @@ extension Engine {
                 Engine.decrementTTLOnly(p)
             }
             hops[k] = daddr
+            k += 1
+            if refile { b.rearmed.pointee = e; break }
+        }
+        return k
+    }
+
+    /// Client -> VIP packets of established LVS/TUN connections from `start`
+    /// on, whose encapsulation the caller can do straight from the frame:
+    /// each is counted and re-armed, its TTL decremented (as for LVS/DR), and
+    /// left with `kinds` 3 (FastBurst.tunnelled), its dest id in `nextHops`
+    /// and `tunnels` counted. Returns where it stopped.
+    @inline(never)
+    func forwardTunnels(_ b: FastBurst, from start: Int, to end: Int, _ c: FastContext) -> Int {
+        let frames = b.frames, candidates = b.candidates, hops = b.nextHops, kinds = b.kinds
+        var k = start
+        while k < end {
+            let word = candidates[k]
+            guard FastBurst.namesEntry(word, kind: 1) else { break }
+            let e = FastBurst.entry(word, kind: 1)
+            let p = frames[k]
+            let proto = p.load(fromByteOffset: 23, as: UInt8.self)
+            guard FastContext.matchesInbound(e, p, proto: proto)
+            else { candidates[k] = FastBurst.probe(kind: 1); break }   // the caller probes
+            let f = e.load(fromByteOffset: ConnField.flags, as: UInt16.self) & FastContext.liveMethodMask
+            guard f == ConnFlags.inUse | UInt16(ForwardMethod.tunnel.rawValue),
+                  proto == 17 || e.load(fromByteOffset: ConnField.state, as: UInt8.self) == TCPState.established.rawValue
+            else { break }
+            // Encapsulated, it must still fit the MTU (else the general path
+            // fragments it or answers with fragmentation needed).
+            let destID = Int(e.load(fromByteOffset: ConnField.destID, as: UInt32.self) & (IPVSTable.idLimit - 1))
+            let header = Int(c.destRoutes[destID].fastTunnelHeader)
+            guard header != 0, Int(Engine.rd16(p, 16)) + header <= c.mtu,
+                  c.account(e, p, proto: proto, inbound: true) else { break }
+            let refile = c.rearm(e, proto: proto)
+            Engine.decrementTTLOnly(p)
+            hops[k] = UInt32(destID)
+            kinds[k] = FastBurst.tunnelled
+            b.tunnels.pointee &+= 1
             k += 1
             if refile { b.rearmed.pointee = e; break }
         }
@@ -416,6 +471,7 @@ struct FastContext {
     let serviceStats: UnsafeMutablePointer<StatsCounters>
     let tcpMs: UInt32
     let udpMs: UInt32
+    let mtu: Int
     /// Expiry (µs) of an ESTABLISHED TCP connection / a UDP one seen now.
     let tcpExpires: UInt64
     let udpExpires: UInt64
@@ -426,6 +482,7 @@ struct FastContext {
         destRoutes = engine.destRoutes
         destStats = engine.destStats
         serviceStats = engine.serviceStats
+        mtu = engine.settings.mtu
         tcpMs = engine.timeoutsMs[Int(TCPState.established.rawValue)]
         udpMs = engine.timeoutsMs[TCPState.count]
         tcpExpires = engine.now &+ UInt64(tcpMs) &* 1000

@@ -49,10 +49,17 @@ public enum Tunnel {
     /// source port; the NIC's RSS hash serves as well.
     @inlinable
     public static func flowHash(_ info: PacketInfo) -> UInt32 {
+        flowHash(source: info.src, destination: info.dst, proto: info.l4Proto, sport: info.sport, dport: info.dport)
+    }
+
+    /// The same hash from the flow's fields (ports host order).
+    @inlinable
+    public static func flowHash(source: IPAddress, destination: IPAddress, proto: UInt8, sport: UInt16,
+                                dport: UInt16) -> UInt32 {
         var h: UInt64 = 0x9E37_79B9_7F4A_7C15
-        h = mix(h, info.src.hi); h = mix(h, info.src.lo)
-        h = mix(h, info.dst.hi); h = mix(h, info.dst.lo)
-        h = mix(h, UInt64(info.l4Proto) << 32 | UInt64(info.sport) << 16 | UInt64(info.dport))
+        h = mix(h, source.hi); h = mix(h, source.lo)
+        h = mix(h, destination.hi); h = mix(h, destination.lo)
+        h = mix(h, UInt64(proto) << 32 | UInt64(sport) << 16 | UInt64(dport))
         h = (h ^ (h >> 29)) &* 0x94D0_49BB_1331_11EB
         return UInt32(truncatingIfNeeded: h ^ (h >> 32))
     }

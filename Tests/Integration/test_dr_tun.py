@@ -20,12 +20,12 @@ import struct
 import tempfile
 
 import pytest
-from scapy.all import IP, TCP, UDP, IPv6, Raw, rdpcap, wrpcap
+from scapy.all import IP, TCP, UDP, Ether, IPv6, Raw, rdpcap, wrpcap
 
 from pathcheck import (CLIENT4, CLIENT6, GW4, GW_MAC, PORT1_MAC, PORT4, PORT6, PORT_MAC, RS, VIP4, VIP6,
                        check_bytes_with_tshark, check_capture, check_run_captures, dec_ttl, from_client, from_rs,
                        inet_checksum, l3_bytes, run_lb, stamp, tshark_frames)
-from sylib import run_switchyard, write_rules
+from sylib import LB_MAC, ROUTER_MAC, run_switchyard, write_rules
 
 GUE_PORT = 6080
 
@@ -243,6 +243,87 @@ def test_tshark_sees_the_encapsulation(run):
                 assert r["gre.proto"] == ["0x86dd" if v6 else "0x0800"], (proto, r["gre.proto"])
         else:
             assert r["udp.dstport"][:1] == [str(GUE_PORT)], r["udp.dstport"]
+
+
+# ------------------------------------------------------------------ established flows
+
+# TUN services of their own: (VIP port, protocol, tunnel options, RS). IPIP and
+# GUE without checksum are encapsulated by the fast path once a connection is
+# established; GRE is the general path's (the control).
+EST_SERVICES = [(181, "t", "--tun-type ipip", "10.0.0.21"),
+                (182, "u", "--tun-type gue --tun-port %d --tun-nocsum" % GUE_PORT, "10.0.0.22"),
+                (183, "u", "--tun-type ipip", "10.0.0.23"),
+                (184, "t", "--tun-type gue --tun-port %d --tun-nocsum" % GUE_PORT, "10.0.0.24"),
+                (185, "u", "--tun-type gre --tun-nocsum", "10.0.0.25")]
+
+
+def _established_packets():
+    """Per service one flow: its opening packet(s), then 40 rounds of data,
+    so that most packets come in bursts after the one that made the
+    connection. DS field, DF, TTL and size vary; some frames carry Ethernet
+    padding after the IP packet."""
+    frames, l3s = [], []
+
+    def add(l3, pad=0):
+        raw = bytes(l3)
+        l3s.append(raw)
+        frames.append(Ether(src=ROUTER_MAC, dst=LB_MAC, type=0x0800) / Raw(raw + b"\0" * pad))
+
+    for i, (port, proto, _, _) in enumerate(EST_SERVICES):
+        if proto == "t":
+            add(IP(src=CLIENT4, dst=VIP4, ttl=64) / TCP(sport=43000 + i, dport=port, flags="S", seq=1))
+            add(IP(src=CLIENT4, dst=VIP4, ttl=64) / TCP(sport=43000 + i, dport=port, flags="A", seq=2, ack=1))
+    for r in range(40):
+        tos, _, df = DS_CASES[r % len(DS_CASES)]
+        for i, (port, proto, _, _) in enumerate(EST_SERVICES):
+            ip = IP(src=CLIENT4, dst=VIP4, ttl=64 - r, tos=tos, id=r, flags="DF" if df else 0)
+            size = (r * 37 + i * 11) % 90
+            if proto == "t":
+                add(ip / TCP(sport=43000 + i, dport=port, flags="PA", seq=3 + r, ack=1) / Raw(b"t" * size),
+                    pad=r % 3 * 5)
+            else:
+                add(ip / UDP(sport=43000 + i, dport=port) / Raw(b"u" * (size % 12)), pad=r % 4 * 3)
+    return frames, l3s
+
+
+def test_tunnel_established_flows_every_packet():
+    """Established TUN flows over many bursts: every output frame is exactly
+    the encapsulation of its input (no Ethernet padding carried), with outer
+    IP IDs one apart in order, GUE's source port fixed per flow, and tshark
+    finding every checksum good."""
+    rules = "".join("-A -%s %s:%d -s rr\n-a -%s %s:%d -r %s:%d -i -w 1 %s\n" % (p, VIP4, port, p, VIP4, port, rs, port, o)
+                    for port, p, o, rs in EST_SERVICES)
+    frames, l3s = _established_packets()
+    run = run_lb(rules, frames)
+    check_run_captures(run, expect_frames=len(frames))
+    assert len(run.out) == len(frames)
+    by_port = {port: (p, o, rs) for port, p, o, rs in EST_SERVICES}
+    ids, sports = [], {}
+    for n, (out, l3) in enumerate(zip(run.out, l3s)):
+        inner_in = IP(l3)
+        _, opts, rs = by_port[inner_in.dport if inner_in.proto in (6, 17) else 0]
+        kind = opts.split()[1]
+        assert (out.src, out.dst, out.type) == (PORT_MAC, RS[rs], 0x0800), n
+        outer, proto, encap, inner = _split_outer(out)
+        assert inner == dec_ttl(l3), "#%d: inner packet changed" % n
+        assert len(bytes(out)) == 14 + outer.len, "#%d: padding carried into the tunnel" % n
+        encap_len = {"ipip": 0, "gue": 12, "gre": 4}[kind]
+        assert proto == {"ipip": 4, "gue": 17, "gre": 47}[kind] and len(encap) == encap_len, (n, proto)
+        assert outer.version == 4 and outer.ihl == 5 and outer.len == 20 + encap_len + len(inner)
+        assert outer.ttl == inner[8] == inner_in.ttl - 1, (n, outer.ttl)
+        want_ds = (inner_in.tos & 0xFC) | (2 if inner_in.tos & 3 == 3 else inner_in.tos & 3)
+        assert outer.tos == want_ds, (n, hex(outer.tos))
+        assert bool(outer.flags.DF) == bool(inner_in.flags.DF) and not outer.flags.MF and outer.frag == 0, n
+        assert (outer.src, outer.dst) == (PORT4, rs) and inet_checksum(bytes(out)[14:34]) == 0, n
+        ids.append(outer.id)
+        if kind == "gue":
+            sport, dport, ulen, uck = struct.unpack("!HHHH", encap[:8])
+            assert (dport, ulen, uck) == (GUE_PORT, 12 + len(inner), 0), n
+            assert encap[8:12] == bytes([0, 4, 0, 0]), encap[8:12].hex()
+            assert 32768 <= sport <= 60999, sport
+            sports.setdefault(inner_in.dport, set()).add(sport)
+    assert ids == [(ids[0] + k) & 0xFFFF for k in range(len(ids))], "outer IP IDs are not one apart in order"
+    assert all(len(v) == 1 for v in sports.values()) and len(sports) == 2, sports
 
 
 # ------------------------------------------------------------------ egress port
