@@ -45,8 +45,8 @@ public final class Balancer: BurstProcessor {
     let hasExceptionPath: Bool
     /// Send gratuitous ARP / unsolicited NA for VIPs (worker 0 only).
     let announces: Bool
-    /// Each port's IPv4 address as the LVS/TUN outer source, host order (0: none).
-    let tunnelSource4: UnsafeMutablePointer<UInt32>
+    /// LVS/TUN templates for the fast path's packets, by dest id (TunnelEgress.swift).
+    let tunnelTemplates: UnsafeMutablePointer<TunnelTemplate>
 
     public init(engine: Engine, router: Router, pool: OpaquePointer, pairs: [UInt16: UInt16],
                 reasons: UnsafeMutablePointer<UInt64>, options: Options, steering: Steering?, workerIndex: Int,
@@ -67,10 +67,8 @@ public final class Balancer: BurstProcessor {
         announces = workerIndex == 0 && options.gratuitousARP
         self.engine = engine
         self.router = router
-        tunnelSource4 = .allocate(capacity: Int(RTE_MAX_ETHPORTS))
-        for port in 0..<Int(RTE_MAX_ETHPORTS) {
-            tunnelSource4[port] = router.address(of: UInt16(port), family: .inet)?.v4 ?? 0
-        }
+        tunnelTemplates = .allocate(capacity: Balancer.tunnelTemplateSlots)
+        tunnelTemplates.initialize(repeating: TunnelTemplate(), count: Balancer.tunnelTemplateSlots)
         self.pool = pool
         peer = .allocate(capacity: Int(RTE_MAX_ETHPORTS))
         for i in 0..<Int(RTE_MAX_ETHPORTS) { peer[i] = pairs[UInt16(i)] ?? UInt16(i) }
@@ -396,10 +394,8 @@ public final class Balancer: BurstProcessor {
             return
         }
         Ethernet.setAddresses(start, destination: mac, source: router.mac(of: e.port))
-        // The server's next hop, for the fast path's encapsulation (TunnelEgress.swift).
-        hopCache[Balancer.hopSlot(v.nextHop)] = HopCacheEntry(
-            hi: v.nextHop.hi, lo: v.nextHop.lo, version: HopCacheEntry.tag(version, v6: !v.nextHop.isV4), mac: mac,
-            source: router.mac(of: e.port), port: e.port)
+        // What the fast path needs to encapsulate this dest's next packets itself.
+        learnTunnel(destID: v.destID, route: route, source: src, mac: mac, port: e.port, version: version)
         if newLen - info.l3Offset > mtu {
             // Only a packet without DF gets here (the engine answered the others
             // with fragmentation needed): the outer IPv4 packet leaves in fragments.

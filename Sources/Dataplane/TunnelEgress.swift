@@ -1,23 +1,51 @@
 // LVS/TUN for the packets the fast path forwarded: the outer IPv4 header
 // (and for GUE the UDP and GUE headers) written in the headroom straight
 // from the frame, the same bytes Tunnel.encapsulate writes on the general
-// path, with no parse. A next hop not in the cache, or a port without an
-// IPv4 address, goes the general way (Balancer.tunnel).
+// path, with no parse. What does not depend on the packet (MACs, port,
+// addresses, their checksum share) comes from a per-dest template that the
+// general path leaves behind (Balancer.tunnel); a dest without a valid one
+// goes the general way once.
 import CDPDK
 import IPVS
 import Wire
 
+/// A dest's LVS/TUN encapsulation towards an IPv4 server.
+struct TunnelTemplate {
+    /// The dest it is for, and the neighbour table's version + 1 and the
+    /// engine's route generation it was made under (stamp 0: empty).
+    var destID: UInt32 = 0
+    var port: UInt16 = 0
+    /// Bytes prepended: 20 (IPIP) or 32 (GUE).
+    var header: UInt16 = 0
+    var stamp: UInt64 = 0
+    var routes: UInt64 = 0
+    /// The frame's MACs, as two stores.
+    var head: UInt64 = 0
+    var tail: UInt32 = 0
+    var proto: UInt8 = 0
+    /// The GUE destination port, raw (network order).
+    var guePort: UInt16 = 0
+    /// Outer source and destination, raw, as stored at the IP header's byte 12.
+    var addresses: UInt64 = 0
+    /// The one's-complement share of the addresses and protocol in the
+    /// header checksum (a sum of raw 32-bit words, see outerChecksum).
+    var constantSum: UInt64 = 0
+}
+
 extension Balancer {
+    static let tunnelTemplateSlots = 1024
+
     /// Send packets `start..<end` of a fast-path range in which some are left
     /// for encapsulation (FastBurst.isTunnelled), in order.
     @inline(never)
     func sendWithTunnels(_ pkts: UnsafeMutablePointer<OpaquePointer?>, from start: Int, to end: Int,
                          tx: inout TxBuffers, counters: UnsafeMutablePointer<WorkerCounters>) {
         let b = burst
+        let stamp = router.neighbours.version.load(ordering: .relaxed) &+ 1, routes = engine.routeGeneration
         var j = start
         while j < end {
             if b.isTunnelled(j) {
-                sendTunnelled(pkts[j].unsafelyUnwrapped, j, tx: &tx, counters: counters)
+                sendTunnelled(pkts[j].unsafelyUnwrapped, j, stamp: stamp, routes: routes, tx: &tx, counters: counters)
                 j += 1
                 continue
             }
@@ -31,19 +59,16 @@ extension Balancer {
     /// Encapsulate fast-path packet k (an IPv4 frame with a 20-byte header,
     /// TTL already decremented) towards its dest (id in nextHops) and queue it.
     @inline(__always)
-    func sendTunnelled(_ m: OpaquePointer, _ k: Int, tx: inout TxBuffers, counters: UnsafeMutablePointer<WorkerCounters>) {
+    func sendTunnelled(_ m: OpaquePointer, _ k: Int, stamp: UInt64, routes: UInt64, tx: inout TxBuffers,
+                       counters: UnsafeMutablePointer<WorkerCounters>) {
         let p = burst.frames[k]
         let destID = burst.nextHops[k]
-        let route = engine.destRoutes + Int(destID)
-        let server = route.pointee.address.v4
-        let slot = hopCache + Balancer.hopSlot4(server)
-        let port = Int(slot.pointee.port)
-        let version = router.neighbours.version.load(ordering: .relaxed)
-        guard slot.pointee.lo == UInt64(server) && slot.pointee.version == version, tunnelSource4[port] != 0 else {
-            tunnelUncached(m, p, destID: destID, server: route.pointee.address, tx: &tx, counters: counters)
+        let t = tunnelTemplates + Int(destID) & (Balancer.tunnelTemplateSlots - 1)
+        guard t.pointee.destID == destID && t.pointee.stamp == stamp && t.pointee.routes == routes else {
+            tunnelUncached(m, p, destID: destID, tx: &tx, counters: counters)
             return
         }
-        let header = Int(route.pointee.fastTunnelHeader)
+        let header = Int(t.pointee.header)
         let innerTotal = Int(UInt16(bigEndian: p.load(fromByteOffset: 16, as: UInt16.self)))
         let frameLength = Int(sy_mbuf_data_len(m))
         guard let q = sy_mbuf_prepend(m, UInt16(header)) else {
@@ -54,73 +79,86 @@ extension Balancer {
         // Ethernet padding after the inner packet goes (the outer length is exact).
         let excess = frameLength - 14 - innerTotal
         if excess > 0 { _ = sy_mbuf_trim(m, UInt16(excess)) }
-        slot.pointee.writeAddresses(q)
+        q.storeBytes(of: t.pointee.head, as: UInt64.self)
+        q.storeBytes(of: t.pointee.tail, toByteOffset: 8, as: UInt32.self)
         q.storeBytes(of: EtherType.ipv4.bigEndian, toByteOffset: 12, as: UInt16.self)
         // The outer header from the inner one: DS field with ECN per RFC 6040,
-        // DF copied, TTL the inner's (decremented), a fresh ID.
+        // DF copied, TTL the inner's (decremented), a fresh ID. Raw 32-bit words.
         ipID &+= 1
-        let gue = route.pointee.tunnelType == .gue
+        let tos = Tunnel.ecnEncapsulate(p.load(fromByteOffset: 15, as: UInt8.self))
+        let w0 = 0x45 | UInt32(tos) << 8 | UInt32(UInt16(truncatingIfNeeded: innerTotal + header).bigEndian) << 16
+        let df = p.load(fromByteOffset: 20, as: UInt8.self) & 0x40   // DF in the flags byte
+        let w1 = UInt32(ipID.bigEndian) | UInt32(df) << 16
+        let ttl = UInt32(p.load(fromByteOffset: 22, as: UInt8.self))
+        let sum = Balancer.fold(t.pointee.constantSum &+ UInt64(w0) &+ UInt64(w1) &+ UInt64(ttl))
         let o = q + 14
-        o.storeBytes(of: 0x45, as: UInt8.self)
-        o.storeBytes(of: Tunnel.ecnEncapsulate(p.load(fromByteOffset: 15, as: UInt8.self)), toByteOffset: 1, as: UInt8.self)
-        o.storeBytes(of: UInt16(truncatingIfNeeded: innerTotal + header).bigEndian, toByteOffset: 2, as: UInt16.self)
-        o.storeBytes(of: ipID.bigEndian, toByteOffset: 4, as: UInt16.self)
-        let df = p.load(fromByteOffset: 20, as: UInt8.self) & 0x40
-        o.storeBytes(of: (df != 0 ? UInt16(0x4000) : 0).bigEndian, toByteOffset: 6, as: UInt16.self)
-        o.storeBytes(of: p.load(fromByteOffset: 22, as: UInt8.self), toByteOffset: 8, as: UInt8.self)
-        o.storeBytes(of: gue ? IPProto.udp : IPProto.ipip, toByteOffset: 9, as: UInt8.self)
-        o.storeBytes(of: UInt16(0), toByteOffset: 10, as: UInt16.self)
-        o.storeBytes(of: tunnelSource4[port].bigEndian, toByteOffset: 12, as: UInt32.self)
-        o.storeBytes(of: server.bigEndian, toByteOffset: 16, as: UInt32.self)
-        Balancer.setHeaderChecksum(o)
-        if gue {
-            // UDP from a port spread by the inner flow, to the dest's GUE
+        o.storeBytes(of: w0, as: UInt32.self)
+        o.storeBytes(of: w1, toByteOffset: 4, as: UInt32.self)
+        o.storeBytes(of: ttl | UInt32(t.pointee.proto) << 8 | UInt32(~sum) << 16, toByteOffset: 8, as: UInt32.self)
+        o.storeBytes(of: t.pointee.addresses, toByteOffset: 12, as: UInt64.self)
+        if header != 20 {
+            // GUE: UDP from a port spread by the inner flow, to the dest's GUE
             // port, no checksum; GUE version 0, no options, protocol IPIP.
-            let src = UInt32(bigEndian: p.loadUnaligned(fromByteOffset: 26, as: UInt32.self))
-            let dst = UInt32(bigEndian: p.loadUnaligned(fromByteOffset: 30, as: UInt32.self))
-            let hash = Tunnel.flowHash(source: IPAddress(v4: src), destination: IPAddress(v4: dst),
-                                       proto: p.load(fromByteOffset: 23, as: UInt8.self),
-                                       sport: UInt16(bigEndian: p.loadUnaligned(fromByteOffset: 34, as: UInt16.self)),
-                                       dport: UInt16(bigEndian: p.loadUnaligned(fromByteOffset: 36, as: UInt16.self)))
+            let hash = Tunnel.flowHash4(source: UInt32(bigEndian: p.loadUnaligned(fromByteOffset: 26, as: UInt32.self)),
+                                        destination: UInt32(bigEndian: p.loadUnaligned(fromByteOffset: 30, as: UInt32.self)),
+                                        proto: p.load(fromByteOffset: 23, as: UInt8.self),
+                                        sport: UInt16(bigEndian: p.loadUnaligned(fromByteOffset: 34, as: UInt16.self)),
+                                        dport: UInt16(bigEndian: p.loadUnaligned(fromByteOffset: 36, as: UInt16.self)))
             let u = o + 20
-            u.storeBytes(of: Tunnel.sourcePort(hash: hash).bigEndian, as: UInt16.self)
-            u.storeBytes(of: route.pointee.tunnelPort.bigEndian, toByteOffset: 2, as: UInt16.self)
-            u.storeBytes(of: UInt16(truncatingIfNeeded: header - 20 + innerTotal).bigEndian, toByteOffset: 4, as: UInt16.self)
-            u.storeBytes(of: UInt16(0), toByteOffset: 6, as: UInt16.self)
-            u.storeBytes(of: UInt32(0), toByteOffset: 8, as: UInt32.self)
-            u.storeBytes(of: IPProto.ipip, toByteOffset: 9, as: UInt8.self)
+            u.storeBytes(of: UInt32(Tunnel.sourcePort(hash: hash).bigEndian) | UInt32(t.pointee.guePort) << 16,
+                         as: UInt32.self)
+            u.storeBytes(of: UInt32(UInt16(truncatingIfNeeded: header - 20 + innerTotal).bigEndian), toByteOffset: 4,
+                         as: UInt32.self)
+            u.storeBytes(of: UInt32(IPProto.ipip) << 8, toByteOffset: 8, as: UInt32.self)   // bytes 0, 4, 0, 0
         }
-        tx.add(m, port: UInt16(port), counters: counters)
+        tx.add(m, port: t.pointee.port, counters: counters)
     }
 
-    /// The checksum of the 20-byte IPv4 header at o (its checksum field 0):
-    /// the one's-complement sum of raw 32-bit words folded to 16 bits is the
-    /// sum of the 16-bit words in the same byte order.
+    /// A one's-complement sum of raw 32-bit words folded to 16 bits: the sum
+    /// of the 16-bit words in the same byte order (2^16 = 1 modulo 0xFFFF).
     @inline(__always)
-    static func setHeaderChecksum(_ o: UnsafeMutableRawPointer) {
-        var s = UInt64(o.loadUnaligned(as: UInt32.self))
-        s &+= UInt64(o.loadUnaligned(fromByteOffset: 4, as: UInt32.self))
-        s &+= UInt64(o.loadUnaligned(fromByteOffset: 8, as: UInt32.self))
-        s &+= UInt64(o.loadUnaligned(fromByteOffset: 12, as: UInt32.self))
-        s &+= UInt64(o.loadUnaligned(fromByteOffset: 16, as: UInt32.self))
-        s = (s & 0xFFFF_FFFF) &+ (s >> 32)
+    static func fold(_ x: UInt64) -> UInt16 {
+        var s = (x & 0xFFFF_FFFF) &+ (x >> 32)
         s = (s & 0xFFFF) &+ (s >> 16)
         s = (s & 0xFFFF) &+ (s >> 16)
         s = (s & 0xFFFF) &+ (s >> 16)
-        o.storeBytes(of: ~UInt16(truncatingIfNeeded: s), toByteOffset: 10, as: UInt16.self)
+        return UInt16(truncatingIfNeeded: s)
+    }
+
+    /// Keep what tunnel() learnt for a dest the fast path can encapsulate
+    /// for (see DestRoute.fastTunnelHeader): its template.
+    func learnTunnel(destID: UInt32, route: DestRoute, source: IPAddress, mac: MACAddress, port: UInt16,
+                     version: UInt64) {
+        guard route.fastTunnelHeader != 0, source.isV4, route.address.isV4 else { return }
+        var t = TunnelTemplate()
+        let hop = HopCacheEntry(hi: 0, lo: 0, version: 0, mac: mac, source: router.mac(of: port), port: port)
+        t.destID = destID
+        t.port = port
+        t.header = UInt16(route.fastTunnelHeader)
+        t.stamp = version &+ 1
+        t.routes = engine.routeGeneration
+        t.head = hop.head
+        t.tail = hop.tail
+        t.proto = route.tunnelType == .gue ? IPProto.udp : IPProto.ipip
+        t.guePort = route.tunnelPort.bigEndian
+        let src = source.v4.bigEndian, dst = route.address.v4.bigEndian
+        t.addresses = UInt64(src) | UInt64(dst) << 32
+        t.constantSum = UInt64(src) &+ UInt64(dst) &+ UInt64(t.proto) << 8
+        tunnelTemplates[Int(destID) & (Balancer.tunnelTemplateSlots - 1)] = t
     }
 
     /// The general way for a fast-path packet left for encapsulation: the
     /// frame is parsed (its TTL already decremented, as the general path's is)
-    /// and Balancer.tunnel resolves the next hop and writes the headers.
+    /// and Balancer.tunnel resolves the next hop, writes the headers and
+    /// leaves the dest's template.
     @inline(never)
-    func tunnelUncached(_ m: OpaquePointer, _ p: UnsafeMutableRawPointer, destID: UInt32, server: IPAddress,
+    func tunnelUncached(_ m: OpaquePointer, _ p: UnsafeMutableRawPointer, destID: UInt32,
                         tx: inout TxBuffers, counters: UnsafeMutablePointer<WorkerCounters>) {
         var info = PacketInfo()
         _ = parseFrame(UnsafeRawPointer(p), length: Int(sy_mbuf_data_len(m)), into: &info)
         var v = Verdict()
         v.action = .tunnel
-        v.nextHop = server
+        v.nextHop = engine.destRoutes[Int(destID)].address
         v.destID = destID
         tunnel(m, p, info, v, tx: &tx, counters: counters)
     }

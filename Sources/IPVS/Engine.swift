@@ -205,8 +205,13 @@ public final class Engine {
         return Engine.isVirtualAddress4(a.v4, vip4)
     }
 
+    /// Bumped whenever a dest's route changes: what the data plane derived
+    /// from routes (its LVS/TUN templates) is stale when this has moved.
+    public private(set) var routeGeneration: UInt64 = 1
+
     func updateRoute(_ d: Dest) {
         guard Int(d.id) < maxIDs else { return }
+        routeGeneration &+= 1
         var r = DestRoute()
         r.available = d.isAvailable
         r.forward = d.forward
