@@ -268,6 +268,26 @@ extension Engine {
         return false
     }
 
+    /// Inbound packet k's candidate entry, the frame, its protocol and the
+    /// entry's flags masked with liveMethodMask, when the entry has the
+    /// packet's key; nil ends the run (see fastForward): no candidate, or a
+    /// key that differs (then the candidate becomes a probe for the caller).
+    @inline(__always)
+    static func inboundEntry(_ k: Int, _ frames: UnsafeMutablePointer<UnsafeMutableRawPointer>,
+                             _ candidates: UnsafeMutablePointer<UInt>)
+        -> (UnsafeMutableRawPointer, UnsafeMutableRawPointer, UInt8, UInt16)? {
+        let word = candidates[k]
+        guard FastBurst.namesEntry(word, kind: 1) else { return nil }
+        let e = FastBurst.entry(word, kind: 1)
+        let p = frames[k]
+        let proto = p.load(fromByteOffset: 23, as: UInt8.self)
+        guard FastContext.matchesInbound(e, p, proto: proto) else {
+            candidates[k] = FastBurst.probe(kind: 1)
+            return nil
+        }
+        return (e, p, proto, e.load(fromByteOffset: ConnField.flags, as: UInt16.self) & FastContext.liveMethodMask)
+    }
+
     /// Client -> VIP packets from `start` on, while they are of an
     /// established LVS/NAT or LVS/DR connection. Returns where it stopped.
     @inline(never)
@@ -275,20 +295,12 @@ extension Engine {
         let frames = b.frames, candidates = b.candidates, hops = b.nextHops
         var k = start
         while k < end {
-            // An inbound packet with a candidate entry, else the run ends (see fastForward).
-            let word = candidates[k]
-            guard FastBurst.namesEntry(word, kind: 1) else { break }
-            let e = FastBurst.entry(word, kind: 1)
-            let p = frames[k]
-            let proto = p.load(fromByteOffset: 23, as: UInt8.self)
-            guard FastContext.matchesInbound(e, p, proto: proto)
-            else { candidates[k] = FastBurst.probe(kind: 1); break }   // the caller probes
-            // A live connection (see usable), NAT or DR, in one test per
-            // method; TCP only while ESTABLISHED. (Not live: the general path's.)
-            let f = e.load(fromByteOffset: ConnField.flags, as: UInt16.self) & FastContext.liveMethodMask
+            guard let (e, p, proto, f) = Engine.inboundEntry(k, frames, candidates) else { break }
+            // A live connection, NAT or DR, in one test per method; TCP only
+            // while ESTABLISHED. (Not live: the general path's.)
             let masq = f == ConnFlags.inUse | UInt16(ForwardMethod.masq.rawValue)
             guard masq || f == ConnFlags.inUse | UInt16(ForwardMethod.droute.rawValue),
-                  proto == 17 || e.load(fromByteOffset: ConnField.state, as: UInt8.self) == TCPState.established.rawValue,
+                  FastContext.established(e, proto: proto),
                   c.account(e, p, proto: proto, inbound: true) else { break }
             let refile = c.rearm(e, proto: proto)
             let daddr = e.load(fromByteOffset: ConnField.addresses + 8, as: UInt32.self)
@@ -319,16 +331,8 @@ extension Engine {
         let frames = b.frames, candidates = b.candidates, hops = b.nextHops, kinds = b.kinds
         var k = start
         while k < end {
-            let word = candidates[k]
-            guard FastBurst.namesEntry(word, kind: 1) else { break }
-            let e = FastBurst.entry(word, kind: 1)
-            let p = frames[k]
-            let proto = p.load(fromByteOffset: 23, as: UInt8.self)
-            guard FastContext.matchesInbound(e, p, proto: proto)
-            else { candidates[k] = FastBurst.probe(kind: 1); break }   // the caller probes
-            let f = e.load(fromByteOffset: ConnField.flags, as: UInt16.self) & FastContext.liveMethodMask
-            guard f == ConnFlags.inUse | UInt16(ForwardMethod.tunnel.rawValue),
-                  proto == 17 || e.load(fromByteOffset: ConnField.state, as: UInt8.self) == TCPState.established.rawValue
+            guard let (e, p, proto, f) = Engine.inboundEntry(k, frames, candidates),
+                  f == ConnFlags.inUse | UInt16(ForwardMethod.tunnel.rawValue), FastContext.established(e, proto: proto)
             else { break }
             // Encapsulated, it must still fit the MTU (else the general path
             // fragments it or answers with fragmentation needed).
@@ -368,7 +372,7 @@ extension Engine {
             else { candidates[k] = FastBurst.probe(kind: 2); break }   // the caller probes
             let f = e.load(fromByteOffset: ConnField.flags, as: UInt16.self)
             guard f & ConnFlags.fwdMask == UInt16(ForwardMethod.masq.rawValue), f & ConnFlags.noOutput == 0,
-                  proto == 17 || e.load(fromByteOffset: ConnField.state, as: UInt8.self) == TCPState.established.rawValue,
+                  FastContext.established(e, proto: proto),
                   c.account(e, p, proto: proto, inbound: false) else { break }
             let refile = c.rearm(e, proto: proto)
             // A UDP reply makes its persistence template ASSURED, as set_state(OUTPUT) does.
@@ -521,6 +525,13 @@ struct FastContext {
                 == (addresses << 32 | addresses >> 32)
             && UInt32(littleEndian: e.load(fromByteOffset: ConnField.cport, as: UInt32.self)) == (ports << 16 | ports >> 16)
             && e.load(fromByteOffset: ConnField.proto, as: UInt8.self) == proto
+    }
+
+    /// UDP, or TCP in ESTABLISHED: the states whose packets cannot change
+    /// them (the frame's flags were checked in pass 1).
+    @inline(__always)
+    static func established(_ e: UnsafeRawPointer, proto: UInt8) -> Bool {
+        proto == 17 || e.load(fromByteOffset: ConnField.state, as: UInt8.self) == TCPState.established.rawValue
     }
 
     /// The flags that make an entry usable, and its method: masked with
