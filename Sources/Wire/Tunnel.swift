@@ -53,7 +53,12 @@ public enum Tunnel {
             return flowHash4(source: info.src.v4, destination: info.dst.v4, proto: info.l4Proto, sport: info.sport,
                              dport: info.dport)
         }
-        return flowHash(source: info.src, destination: info.dst, proto: info.l4Proto, sport: info.sport, dport: info.dport)
+        var h: UInt64 = 0x9E37_79B9_7F4A_7C15
+        h = mix(h, info.src.hi); h = mix(h, info.src.lo)
+        h = mix(h, info.dst.hi); h = mix(h, info.dst.lo)
+        h = mix(h, UInt64(info.l4Proto) << 32 | UInt64(info.sport) << 16 | UInt64(info.dport))
+        h = (h ^ (h >> 29)) &* 0x94D0_49BB_1331_11EB
+        return UInt32(truncatingIfNeeded: h ^ (h >> 32))
     }
 
     /// The hash of an IPv4 flow (addresses and ports host order), in two
@@ -65,18 +70,6 @@ public enum Tunnel {
         let rest = UInt64(proto) << 32 | UInt64(sport) << 16 | UInt64(dport)
         let h = ((addresses ^ 0x9E37_79B9_7F4A_7C15) &* 0xBF58_476D_1CE4_E5B9) ^ rest
         return UInt32(truncatingIfNeeded: (h &* 0x94D0_49BB_1331_11EB) >> 32)
-    }
-
-    /// The hash of a flow of either family (ports host order).
-    @inlinable
-    public static func flowHash(source: IPAddress, destination: IPAddress, proto: UInt8, sport: UInt16,
-                                dport: UInt16) -> UInt32 {
-        var h: UInt64 = 0x9E37_79B9_7F4A_7C15
-        h = mix(h, source.hi); h = mix(h, source.lo)
-        h = mix(h, destination.hi); h = mix(h, destination.lo)
-        h = mix(h, UInt64(proto) << 32 | UInt64(sport) << 16 | UInt64(dport))
-        h = (h ^ (h >> 29)) &* 0x94D0_49BB_1331_11EB
-        return UInt32(truncatingIfNeeded: h ^ (h >> 32))
     }
 
     @inlinable @inline(__always)

@@ -62,6 +62,10 @@ final class TunnelTests: XCTestCase {
         let b = parse(B.eth(type: 0x0800) + B.ipv4(proto: 6, l4: B.tcp(sport: 3, dport: 2))).1
         XCTAssertNotEqual(Tunnel.flowHash(a), Tunnel.flowHash(b))
         XCTAssertEqual(Tunnel.flowHash(a), Tunnel.flowHash(a))
+        // The fast path hashes an IPv4 flow from the frame's fields: the
+        // same value, so a flow keeps its GUE source port on either path.
+        XCTAssertEqual(Tunnel.flowHash(b), Tunnel.flowHash4(source: b.src.v4, destination: b.dst.v4, proto: 6,
+                                                             sport: 3, dport: 2))
     }
 
     func checkOuterV4(_ f: [UInt8], l2: Int, proto: UInt8, payload: Int, tos: UInt8, ttl: UInt8, df: Bool, id: UInt16) {
