@@ -1,5 +1,5 @@
 // LVS/TUN for the packets the fast path forwarded: the outer IPv4 header
-// (and for GUE the UDP and GUE headers) written in the headroom straight
+// (and the GUE or GRE headers) written in the headroom straight
 // from the frame, the same bytes Tunnel.encapsulate writes on the general
 // path, with no parse. What does not depend on the packet (MACs, port,
 // addresses, their checksum share) comes from a per-dest template that the
@@ -15,13 +15,14 @@ struct TunnelTemplate {
     /// engine's route generation it was made under (stamp 0: empty).
     var destID: UInt32 = 0
     var port: UInt16 = 0
-    /// Bytes prepended: 20 (IPIP) or 32 (GUE).
+    /// Bytes prepended: 20 (IPIP), 32 (GUE) or 24 (GRE).
     var header: UInt16 = 0
     var stamp: UInt64 = 0
     var routes: UInt64 = 0
     /// The frame's MACs, as two stores.
     var head: UInt64 = 0
     var tail: UInt32 = 0
+    /// The outer protocol: IPIP, UDP (GUE) or GRE.
     var proto: UInt8 = 0
     /// The GUE destination port, raw (network order).
     var guePort: UInt16 = 0
@@ -96,7 +97,10 @@ extension Balancer {
         o.storeBytes(of: w1, toByteOffset: 4, as: UInt32.self)
         o.storeBytes(of: ttl | UInt32(t.pointee.proto) << 8 | UInt32(~sum) << 16, toByteOffset: 8, as: UInt32.self)
         o.storeBytes(of: t.pointee.addresses, toByteOffset: 12, as: UInt64.self)
-        if header != 20 {
+        if t.pointee.proto == IPProto.gre {
+            // GRE version 0 with no checksum, key or sequence; protocol IPv4.
+            o.storeBytes(of: UInt32(EtherType.ipv4.bigEndian) << 16, toByteOffset: 20, as: UInt32.self)
+        } else if t.pointee.proto == IPProto.udp {
             // GUE: UDP from a port spread by the inner flow, to the dest's GUE
             // port, no checksum; GUE version 0, no options, protocol IPIP.
             let hash = Tunnel.flowHash4(source: UInt32(bigEndian: p.loadUnaligned(fromByteOffset: 26, as: UInt32.self)),
@@ -139,7 +143,11 @@ extension Balancer {
         t.routes = engine.routeGeneration
         t.head = hop.head
         t.tail = hop.tail
-        t.proto = route.tunnelType == .gue ? IPProto.udp : IPProto.ipip
+        switch route.tunnelType {
+        case .ipip: t.proto = IPProto.ipip
+        case .gue: t.proto = IPProto.udp
+        case .gre: t.proto = IPProto.gre
+        }
         t.guePort = route.tunnelPort.bigEndian
         let src = source.v4.bigEndian, dst = route.address.v4.bigEndian
         t.addresses = UInt64(src) | UInt64(dst) << 32

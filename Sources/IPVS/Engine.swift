@@ -85,8 +85,8 @@ public struct DestRoute {
     public var tunnelFlags: TunnelFlags = []
     public var address = IPAddress(hi: 0, lo: 0, family: .inet)
     /// LVS/TUN: the bytes the fast path's encapsulation prepends (outer
-    /// IPv4, then for GUE the UDP and GUE headers), when it can do it: an
-    /// IPv4 server, IPIP or GUE without checksum. 0: the general path's.
+    /// IPv4, then the GUE or GRE headers), when it can do it: an IPv4 server
+    /// and no tunnel checksum. 0: the general path's.
     public var fastTunnelHeader: UInt8 = 0
     public init() {}
 }
@@ -219,9 +219,7 @@ public final class Engine {
         r.tunnelPort = d.tunnelPort
         r.tunnelFlags = d.tunnelFlags
         r.address = d.addr
-        if d.forward == .tunnel && d.addr.isV4
-            && (d.tunnelType == .ipip || (d.tunnelType == .gue && !d.tunnelFlags.contains(.csum)
-                                           && !d.tunnelFlags.contains(.remcsum))) {
+        if d.forward == .tunnel && d.addr.isV4 && !d.tunnelFlags.contains(.csum) && !d.tunnelFlags.contains(.remcsum) {
             r.fastTunnelHeader = UInt8(Tunnel.headerLength(d.tunnelType, outerIsV6: false, flags: d.tunnelFlags))
         }
         destRoutes[Int(d.id)] = r

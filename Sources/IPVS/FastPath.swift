@@ -2,12 +2,12 @@
 // all of a balancer's traffic (data of established TCP connections, UDP
 // flows) are recognised, looked up and rewritten straight from the frame's
 // bytes, with no PacketInfo, no IPAddress values on the way and no state
-// transition to run: LVS/NAT and LVS/DR, and LVS/TUN by IPIP or GUE without
+// transition to run: LVS/NAT and LVS/DR, and LVS/TUN without a tunnel
 // checksum to an IPv4 server (the caller encapsulates those). Anything else
 // — a new connection, a TCP flag that can change the state, IP options,
-// fragments, TTL ≤ 1, an oversize packet, other tunnels, an unavailable
-// server — is left untouched for the general path (Engine.process), which
-// handles it with the full semantics.
+// fragments, TTL ≤ 1, an oversize packet, checksummed or IPv6 tunnels, an
+// unavailable server — is left untouched for the general path
+// (Engine.process), which handles it with the full semantics.
 //
 // The result is the same as the general path's: same lookup, same counters,
 // same timer re-arm (the state's timeout), same rewrite, TTL decrement.

@@ -247,14 +247,16 @@ def test_tshark_sees_the_encapsulation(run):
 
 # ------------------------------------------------------------------ established flows
 
-# TUN services of their own: (VIP port, protocol, tunnel options, RS). IPIP and
-# GUE without checksum are encapsulated by the fast path once a connection is
-# established; GRE is the general path's (the control).
+# TUN services of their own: (VIP port, protocol, tunnel options, RS). IPIP,
+# GUE and GRE without checksum are encapsulated by the fast path once a
+# connection is established; GUE with a checksum is the general path's (the
+# control).
 EST_SERVICES = [(181, "t", "--tun-type ipip", "10.0.0.21"),
                 (182, "u", "--tun-type gue --tun-port %d --tun-nocsum" % GUE_PORT, "10.0.0.22"),
                 (183, "u", "--tun-type ipip", "10.0.0.23"),
                 (184, "t", "--tun-type gue --tun-port %d --tun-nocsum" % GUE_PORT, "10.0.0.24"),
-                (185, "u", "--tun-type gre --tun-nocsum", "10.0.0.25")]
+                (185, "u", "--tun-type gre --tun-nocsum", "10.0.0.25"),
+                (186, "t", "--tun-type gue --tun-port %d --tun-csum" % GUE_PORT, "10.0.0.26")]
 
 
 def _established_packets():
@@ -318,12 +320,19 @@ def test_tunnel_established_flows_every_packet():
         ids.append(outer.id)
         if kind == "gue":
             sport, dport, ulen, uck = struct.unpack("!HHHH", encap[:8])
-            assert (dport, ulen, uck) == (GUE_PORT, 12 + len(inner), 0), n
+            assert (dport, ulen) == (GUE_PORT, 12 + len(inner)), n
+            if "--tun-csum" in opts:
+                ph = bytes(outer)[12:20] + struct.pack("!BBH", 0, 17, ulen)
+                assert uck != 0 and inet_checksum(ph + encap + inner) == 0, (n, "bad GUE UDP checksum")
+            else:
+                assert uck == 0, (n, hex(uck))
             assert encap[8:12] == bytes([0, 4, 0, 0]), encap[8:12].hex()
             assert 32768 <= sport <= 60999, sport
             sports.setdefault(inner_in.dport, set()).add(sport)
+        if kind == "gre":
+            assert encap == bytes([0, 0, 8, 0]), encap.hex()   # no checksum, key or sequence; IPv4
     assert ids == [(ids[0] + k) & 0xFFFF for k in range(len(ids))], "outer IP IDs are not one apart in order"
-    assert all(len(v) == 1 for v in sports.values()) and len(sports) == 2, sports
+    assert all(len(v) == 1 for v in sports.values()) and len(sports) == 3, sports
 
 
 # ------------------------------------------------------------------ egress port
