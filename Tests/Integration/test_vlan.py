@@ -60,3 +60,35 @@ def test_vlan_flag_validation():
         proc = subprocess.run([BINARY, "-l", "0"] + EAL_BASE + ["--", "--vlan", bad], capture_output=True,
                               text=True, timeout=30)
         assert proc.returncode == 2 and "--vlan" in proc.stderr
+
+
+def test_tunnelled_flows_leave_tagged_on_a_tagged_server_port():
+    """LVS/TUN towards servers on a tagged port: after the first burst the
+    flows take the fast path's encapsulation, and every frame still leaves
+    with the port's tag in front of the outer IPv4 header."""
+    from scapy.all import UDP, Raw
+    tmp = tempfile.mkdtemp(prefix="sy-vlan-tun-")
+    rules = write_rules(tmp, "-A -u %s:7000 -s rr\n-a -u %s:7000 -r 10.0.0.11:7000 -i -w 1 --tun-type ipip\n"
+                             "-A -u %s:7001 -s rr\n-a -u %s:7001 -r 10.0.0.11:7001 -i -w 1 --tun-type gue --tun-port 6080\n"
+                        % (VIP, VIP, VIP, VIP))
+    p0 = [at(Ether(src=ROUTER_MAC, dst=PORT0_MAC) / IP(src="203.0.113.9", dst=VIP, ttl=40) /
+             UDP(sport=5000 + n % 2, dport=7000 + n % 2) / Raw(b"q%02d" % n), 1.0 + n * 0.001) for n in range(80)]
+    wrpcap(tmp + "/p0.pcap", p0)
+    args = ["--config", rules, "--clock", "packet", "--vlan", "1:200",
+            "--port-addr", "0:198.51.100.2/24", "--port-addr", "1:10.0.0.1/24",
+            "--neigh", "10.0.0.11=" + RS_MAC]
+    run = run_switchyard(in_paths=[tmp + "/p0.pcap"], ports=2, args=args, workdir=tmp)
+    assert run.rc == 0, run.stderr
+    out1 = rdpcap(run.out_paths[1])
+    assert len(out1) == len(p0)
+    for n, f in enumerate(out1):
+        assert Dot1Q in f and f[Dot1Q].vlan == 200 and f.dst == RS_MAC and f.src == PORT1_MAC, n
+        outer = f[Dot1Q].payload
+        assert outer.src == "10.0.0.1" and outer.dst == "10.0.0.11" and outer.ttl == 39, n
+        inner = bytes(outer.payload)[12:] if outer.proto == 17 else bytes(outer.payload)
+        assert outer.proto == (17 if n % 2 else 4), n
+        want = IP(bytes(p0[n][IP]))
+        want.ttl -= 1
+        del want.chksum
+        assert inner == bytes(want), n
+    assert tshark_problems(run.out_paths[1]) == []
