@@ -301,7 +301,7 @@ extension Engine {
             let masq = f == ConnFlags.inUse | UInt16(ForwardMethod.masq.rawValue)
             guard masq || f == ConnFlags.inUse | UInt16(ForwardMethod.droute.rawValue),
                   FastContext.established(e, proto: proto),
-                  c.account(e, p, proto: proto, inbound: true) else { break }
+                  c.account(e, p, inbound: true) else { break }
             let refile = c.rearm(e, proto: proto)
             let daddr = e.load(fromByteOffset: ConnField.addresses + 8, as: UInt32.self)
             if masq {
@@ -336,10 +336,10 @@ extension Engine {
             else { break }
             // Encapsulated, it must still fit the MTU (else the general path
             // fragments it or answers with fragmentation needed).
-            let destID = Int(e.load(fromByteOffset: ConnField.destID, as: UInt32.self) & (IPVSTable.idLimit - 1))
+            let destID = FastContext.destID(e)
             let header = Int(c.destRoutes[destID].fastTunnelHeader)
             guard header != 0, Int(Engine.rd16(p, 16)) + header <= c.mtu,
-                  c.account(e, p, proto: proto, inbound: true) else { break }
+                  c.account(e, p, inbound: true) else { break }
             let refile = c.rearm(e, proto: proto)
             Engine.decrementTTLOnly(p)
             hops[k] = UInt32(destID)
@@ -373,7 +373,7 @@ extension Engine {
             let f = e.load(fromByteOffset: ConnField.flags, as: UInt16.self)
             guard f & ConnFlags.fwdMask == UInt16(ForwardMethod.masq.rawValue), f & ConnFlags.noOutput == 0,
                   FastContext.established(e, proto: proto),
-                  c.account(e, p, proto: proto, inbound: false) else { break }
+                  c.account(e, p, inbound: false) else { break }
             let refile = c.rearm(e, proto: proto)
             // A UDP reply makes its persistence template ASSURED, as set_state(OUTPUT) does.
             let ctl = e.load(fromByteOffset: ConnField.control, as: UInt32.self)
@@ -548,15 +548,21 @@ struct FastContext {
     /// The per-dest and per-service packet and byte counters, when the
     /// entry's dest is available (false: not the fast path's packet).
     @inline(__always)
-    func account(_ e: UnsafeMutableRawPointer, _ p: UnsafeRawPointer, proto: UInt8, inbound: Bool) -> Bool {
-        // Ids are below IPVSTable.idLimit (the mask only keeps a corrupt entry in bounds).
-        let destID = Int(e.load(fromByteOffset: ConnField.destID, as: UInt32.self) & (IPVSTable.idLimit - 1))
+    func account(_ e: UnsafeMutableRawPointer, _ p: UnsafeRawPointer, inbound: Bool) -> Bool {
+        let destID = FastContext.destID(e)
         guard destRoutes[destID].available else { return false }
         let bytes = UInt64(UInt16(bigEndian: p.load(fromByteOffset: 16, as: UInt16.self)))
         destStats[destID].add(bytes: bytes, inbound: inbound)
         let sid = Int(e.load(fromByteOffset: ConnField.serviceID, as: UInt32.self) & (IPVSTable.idLimit - 1))
         serviceStats[sid].add(bytes: bytes, inbound: inbound)
         return true
+    }
+
+    /// Entry e's dest id. (Ids are below IPVSTable.idLimit: the mask only
+    /// keeps a corrupt entry in bounds.)
+    @inline(__always)
+    static func destID(_ e: UnsafeRawPointer) -> Int {
+        Int(e.load(fromByteOffset: ConnField.destID, as: UInt32.self) & (IPVSTable.idLimit - 1))
     }
 
     /// The state's timeout from now, as set_state does on every packet. The
