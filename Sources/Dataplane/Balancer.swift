@@ -237,18 +237,27 @@ public final class Balancer: BurstProcessor {
         while j < end {
             // The common case, with no calls: a cached next hop and room in the port's buffer.
             if !tx.vlanEnabled {
+                // The port packets go out through and its count stay in
+                // registers while they do, written back when it changes.
+                var port = -1, n = 0, queue = slots
                 while j < end {
                     let hop = hops[j]
                     let slot = cache + Balancer.hopSlot4(hop)
-                    let port = Int(slot.pointee.port)
-                    let n = counts[port]
-                    guard slot.pointee.lo == UInt64(hop) && slot.pointee.version == version,   // IPv4: see HopCacheEntry.tag
-                          n != capacity else { break }
+                    guard slot.pointee.lo == UInt64(hop) && slot.pointee.version == version else { break }   // IPv4: see HopCacheEntry.tag
+                    let p = Int(slot.pointee.port)
+                    if p != port {
+                        if port >= 0 { counts[port] = n }
+                        port = p
+                        n = counts[p]
+                        queue = slots + p &* capacity
+                    }
+                    guard n != capacity else { break }
                     slot.pointee.writeAddresses(frames[j])
-                    slots[port &* capacity &+ n] = pkts[j]
-                    counts[port] = n &+ 1
+                    queue[n] = pkts[j]
+                    n &+= 1
                     j &+= 1
                 }
+                if port >= 0 { counts[port] = n }
                 if j == end { return }
             }
             // The rest, one packet: a full buffer is flushed, a missing next hop resolved, a VLAN tag set.
